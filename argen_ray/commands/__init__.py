@@ -1,0 +1,30 @@
+"""Command modules of the `argen-ray` CLI. Each exposes `add_arguments(parser)` and `run(args)`.
+
+Shared here: the `--config FILE` / `--set key=value` arguments every stage command takes.
+"""
+from __future__ import annotations
+
+import argparse
+
+from argen_ray.config import Config, load_config, save_resolved_config
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = "configs/local.yaml") -> None:
+    parser.add_argument("--config", default=default,
+                        help=f"YAML config (default: {default}; presets in configs/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key with a dotted path, e.g. --set train.iterations=5 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace, save: bool = True) -> Config:
+    """Load the config named on the command line, print it back, and save it in the run dir."""
+    from pathlib import Path
+
+    path = args.config
+    if path is not None and not Path(path).is_file() and path == "configs/local.yaml":
+        path = None  # outside the repository checkout: the defaults are the local preset
+    cfg = load_config(path, args.overrides)
+    if save:
+        target = save_resolved_config(cfg)
+        print(f"[argen-ray] config: {path or '<defaults>'} -> resolved copy at {target}")
+    return cfg

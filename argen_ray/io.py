@@ -1,0 +1,109 @@
+"""Atomic writes and resumable JSON-lines stores shared by every stage.
+
+Outputs are written to a temporary file beside the target and renamed into place, so a run
+killed mid-write never leaves a half file; JSONL stores append one fsynced line per finished
+item and skip items already present, so reruns resume instead of redoing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success rename it onto `target`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(target)
+
+
+def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_write_json(target: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(target, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+class JsonlStore:
+    """An append-only JSONL file keyed by one field, for resumable per-item outputs.
+
+    A torn last line (a run killed mid-append) is ignored on reading and overwritten cleanly.
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str):
+        self.path = Path(path)
+        self.key = key
+        self.records: dict[str, dict] = {}
+        if self.path.exists():
+            good: list[str] = []
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # torn tail of an interrupted run
+                if isinstance(rec, dict) and self.key in rec:
+                    self.records[str(rec[self.key])] = rec
+                    good.append(line)
+            # Rewrite without torn lines so appends start on a clean line.
+            atomic_write_text(self.path, "".join(g + "\n" for g in good))
+
+    def __contains__(self, item_key: object) -> bool:
+        return str(item_key) in self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self):
+        return iter(self.records.values())
+
+    def append(self, record: dict) -> None:
+        if self.key not in record:
+            raise KeyError(f"record for {self.path} lacks its key field {self.key!r}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, default=str)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.records[str(record[self.key])] = record
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSONL file, naming the file and line of any malformed row."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+    return rows
