@@ -10,8 +10,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt requirements/nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -c requirements/constraints.txt -e '.[test,jax-check]'
-	$(BIN)/pip install --no-deps -r requirements/nodeps.txt
 	$(BIN)/pip check
+	$(BIN)/pip install --no-deps -r requirements/nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)
