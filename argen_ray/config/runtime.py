@@ -13,6 +13,19 @@ class RayConfig(Section):
     namespace: str = "argen"
     # Extra Ray resources to pretend on a local start (tests of placement use this).
     local_resources: dict[str, float] = Field(default_factory=dict)
+    # Custom resources the cluster's worker groups advertise (cluster/ manifests use the same
+    # names): GPU workers host the generator and VLM actors, CPU workers the scorer actors.
+    # Actors request a tiny share of their group's resource when `pin_to_node_groups` is on.
+    gpu_node_resource: str = "argen_gpu_node"
+    cpu_node_resource: str = "argen_cpu_node"
+    pin_to_node_groups: bool = False
+
+    def node_group_resources(self, group: str) -> dict[str, float]:
+        """Ray `resources=` for an actor of a node group ("gpu" or "cpu"); empty when unpinned."""
+        if not self.pin_to_node_groups:
+            return {}
+        name = {"gpu": self.gpu_node_resource, "cpu": self.cpu_node_resource}[group]
+        return {name: 0.001}
 
 
 class TrackingConfig(Section):
