@@ -1,0 +1,80 @@
+"""The typed config: presets load, overrides apply, mistakes name the key and the file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from argen_ray.config import Config, ConfigError, load_config, save_resolved_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("preset", ["local.yaml", "gpu-cluster.yaml"])
+def test_presets_load(preset):
+    cfg = load_config(ROOT / "configs" / preset)
+    assert isinstance(cfg, Config)
+
+
+def test_gpu_preset_names_the_real_models():
+    cfg = load_config(ROOT / "configs" / "gpu-cluster.yaml")
+    assert cfg.generator.model == "damo-vilab/text-to-video-ms-1.7b"
+    assert cfg.asi.vlm.model == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert cfg.generator.num_gpus > 0 and cfg.asi.vlm.num_gpus > 0
+
+
+def test_local_preset_is_the_embedded_default():
+    cfg = load_config(ROOT / "configs" / "local.yaml")
+    assert cfg.data.kind == "demo" and cfg.ray.address is None
+    assert cfg.tracking.tracking_uri is None  # SQLite in the run directory
+
+
+def test_dotted_overrides_are_typed():
+    cfg = load_config(ROOT / "configs" / "local.yaml",
+                      ["train.iterations=7", "reward.w_t=0.5", "generator.action_space.steps=[5,10]",
+                       "ray.address=null", "data.scarce_classes=[fear]"])
+    assert cfg.train.iterations == 7 and cfg.reward.w_t == 0.5
+    assert cfg.generator.action_space.steps == [5, 10]
+    assert cfg.data.scarce_classes == ["fear"]
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"train": {"iteratons": 3}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert "train.iteratons" in str(err.value) and str(bad) in str(err.value)
+    assert "unknown key" in str(err.value)
+
+
+def test_wrong_type_names_key_and_value(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("reward:\n  w_t: lots\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert "reward.w_t" in str(err.value) and "lots" in str(err.value)
+
+
+def test_unknown_override_key_is_an_error():
+    with pytest.raises(ConfigError, match="train.nope"):
+        load_config(None, ["train.nope=1"])
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(None, ["train.iterations"])
+
+
+def test_missing_or_malformed_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(None, [f"run_dir={tmp_path}", "train.lr=0.5"])
+    path = save_resolved_config(cfg)
+    assert path == tmp_path / "config.resolved.yaml"
+    again = load_config(path)
+    assert again == cfg
