@@ -1,24 +1,48 @@
 """Reward section: weights, constants, group rule, scorer pool (DESIGN 2.3)."""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from argen_ray.config.base import Section
 
 
 class RewardConfig(Section):
-    w_t: float = 0.25
-    w_q: float = 0.25
-    w_f: float = 0.25
-    w_e: float = 0.25
-    quality_lambda: float = 0.5
-    sharp_kappa: float = 100.0
-    contrast_norm: float = 64.0
-    au_max: float = 2.0           # A_max
+    # S = w_t R_t + w_q R_q + w_f R_f + w_e R_e (Tune sweeps these).
+    w_t: float = Field(0.25, ge=0)
+    w_q: float = Field(0.25, ge=0)
+    w_f: float = Field(0.25, ge=0)
+    w_e: float = Field(0.25, ge=0)
+    # R_q = lambda * mean quality + (1 - lambda) * mean SSIM of consecutive frames.
+    quality_lambda: float = Field(0.5, ge=0, le=1)
+    sharp_kappa: float = Field(100.0, gt=0)      # sharp = L / (L + kappa), L = Laplacian variance
+    contrast_norm: float = Field(64.0, gt=0)     # contrast = min(1, std(gray) / contrast_norm)
+    ssim_window: int = Field(7, ge=3)            # odd side of SSIM's window (scikit-image default)
+    # R_f: a registered face detector ("haar": OpenCV's frontal cascade, p_f in {0, 1}).
     face_detector: str = "haar"
-    group_size: int = 4           # G
-    top_k: int = 2                # k
-    penalty: float = 0.1          # delta
-    num_scorers: int = 2
-    scorer_num_cpus: float = 1.0
+    haar_scale_factor: float = Field(1.1, gt=1)
+    haar_min_neighbors: int = Field(4, ge=0)
+    haar_min_size_frac: float = Field(0.15, gt=0, le=1)  # smallest face side / min(H, W)
+    # R_e = 1 - min(1, mean_f ||AU_f - AU_ref|| / au_max); AUs from a registered estimator.
+    au_backend: str = "landmark"
+    au_max: float = Field(2.0, gt=0)             # A_max
+    # R_e when no frame (or not the reference) yields an AU reading: the worst value, so a
+    # policy cannot escape the expression penalty by making faces unreadable.
+    au_unreadable_reward: float = 0.0
+    # Group rule: top-k of G candidates get their score, the rest get -penalty.
+    group_size: int = Field(4, ge=1)             # G
+    top_k: int = Field(2, ge=1)                  # k
+    penalty: float = Field(0.1, ge=0)            # delta
+    # ScorerActor pool (CPU): size, CPUs per actor, and how often one video is rescored after
+    # its actor crashed before the pool gives up with an error naming the video.
+    num_scorers: int = Field(2, ge=1)
+    scorer_num_cpus: float = Field(1.0, gt=0)
+    scorer_max_rescores: int = Field(3, ge=0)
     extra: dict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _k_within_group(self) -> "RewardConfig":
+        if self.top_k > self.group_size:
+            raise ValueError(f"top_k ({self.top_k}) must not exceed group_size ({self.group_size})")
+        if self.ssim_window % 2 == 0:
+            raise ValueError(f"ssim_window must be odd, got {self.ssim_window}")
+        return self

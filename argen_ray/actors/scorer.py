@@ -1,0 +1,165 @@
+"""The ScorerActor pool: reward scoring on CPU actors, scaled independently of the generators.
+
+Each `ScorerActor` hosts one `RewardScorer` (face detector and AU estimator loaded once, in the
+constructor, and again after a restart). Actors are named `argen-scorer-<i>` in the Ray
+namespace of the config, so RLlib env runners reach the same actors with
+`ScorerPool.from_config(cfg)` (get-or-create by name).
+
+Crashes: actors restart forever (`max_restarts=-1`); Ray does not retry their tasks
+(`max_task_retries=0`) because the pool does: a video whose actor died is rescored — first on
+the next actor, so a dead actor cannot hold it — up to `reward.scorer_max_rescores` times, then
+the pool raises an error naming the video. No reward is silently dropped.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from argen_ray.ard.rewards import RewardScorer, check_batch, check_video
+from argen_ray.config import Config
+from argen_ray.config.reward import RewardConfig
+from argen_ray.errors import ArgenError
+
+# Tasks queued per actor: one running, one waiting, so an actor never idles between videos.
+TASKS_PER_ACTOR = 2
+
+
+class ScorerPoolError(ArgenError, RuntimeError):
+    """The scorer pool could not score a video (actor start failed, or it kept crashing)."""
+
+
+def scorer_actor_name(index: int) -> str:
+    return f"argen-scorer-{index}"
+
+
+class ScorerActor:
+    """One reward scorer in its own process (wrapped with `ray.remote` by the pool)."""
+
+    def __init__(self, cfg: RewardConfig, max_steps: int):
+        self.scorer = RewardScorer(cfg, max_steps)
+        self.scored = 0
+
+    def score(self, frames: np.ndarray, reference: np.ndarray | None, steps: int) -> dict:
+        self.scored += 1
+        return self.scorer.score(frames, reference, steps)
+
+    def info(self) -> dict:
+        """Process id and videos scored since this (re)start: health checks and tests."""
+        return {"pid": os.getpid(), "scored": self.scored}
+
+
+class ScorerPool:
+    """Spreads videos over named ScorerActors and returns every score, in input order."""
+
+    def __init__(self, actors: list, cfg: RewardConfig):
+        if not actors:
+            raise ScorerPoolError("a scorer pool needs at least one actor")
+        self.actors = list(actors)
+        self.cfg = cfg
+        self.rescored: list[int] = []  # video indices rescored after a crash, in the last call
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "ScorerPool":
+        """Get-or-create `cfg.reward.num_scorers` actors by name and wait until each has loaded.
+
+        T_max for R_t is the largest step count of `cfg.generator.action_space.steps`.
+        """
+        import ray
+
+        max_steps = max(cfg.generator.action_space.steps)
+        remote = ray.remote(ScorerActor)
+        actors = [remote.options(name=scorer_actor_name(i), namespace=cfg.ray.namespace, get_if_exists=True,
+                                 num_cpus=cfg.reward.scorer_num_cpus, max_restarts=-1, max_task_retries=0,
+                                 resources=cfg.ray.node_group_resources("cpu") or None,
+                                 ).remote(cfg.reward, max_steps)
+                  for i in range(cfg.reward.num_scorers)]
+        try:
+            ray.get([a.info.remote() for a in actors])
+        except ray.exceptions.RayError as exc:
+            raise ScorerPoolError(f"scorer actors failed to start (reward.face_detector="
+                                  f"{cfg.reward.face_detector!r}, reward.au_backend={cfg.reward.au_backend!r}): "
+                                  f"{_root_message(exc)}") from None
+        return cls(actors, cfg.reward)
+
+    def iter_scores(self, videos: Sequence, references: Sequence | None = None,
+                    steps: Sequence[int] | None = None) -> Iterator[tuple[int, dict]]:
+        """Yield (video index, score dict) as scores arrive; crashed actors' videos are rescored."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        references, steps = check_batch(videos, references, steps)
+        for i, video in enumerate(videos):
+            check_video(video, f"video {i}", min_side=self.cfg.ssim_window)
+        # Each video goes into the object store once: rescoring re-sends only its reference.
+        video_refs = [ray.put(np.asarray(v)) for v in videos]
+        self.rescored = []
+        attempts = [0] * len(videos)
+        waiting = deque(range(len(videos)))
+        in_flight: dict = {}
+
+        def submit(index: int, actor: int) -> None:
+            ref = self.actors[actor].score.remote(video_refs[index], references[index], steps[index])
+            in_flight[ref] = (index, actor)
+
+        for slot in range(TASKS_PER_ACTOR * len(self.actors)):
+            if waiting:
+                submit(waiting.popleft(), slot % len(self.actors))
+        while in_flight:
+            [done], _ = ray.wait(list(in_flight), num_returns=1)
+            index, actor = in_flight.pop(done)
+            try:
+                result = ray.get(done)
+            except RayActorError as exc:
+                attempts[index] += 1
+                if attempts[index] > self.cfg.scorer_max_rescores:
+                    raise ScorerPoolError(f"video {index}: its scorer actor crashed {attempts[index]} times "
+                                          f"(reward.scorer_max_rescores={self.cfg.scorer_max_rescores}): "
+                                          f"{_root_message(exc)}") from None
+                self.rescored.append(index)
+                # Rescore on the next actor; the crashed one (restarting) takes later videos.
+                submit(index, (actor + attempts[index]) % len(self.actors))
+            except RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, ArgenError):
+                    raise type(cause)(f"video {index}: {cause}") from None
+                raise ScorerPoolError(f"video {index}: scoring failed: {_root_message(exc)}") from None
+            else:
+                yield index, result
+            if waiting and len(in_flight) < TASKS_PER_ACTOR * len(self.actors):
+                submit(waiting.popleft(), actor)
+
+    def score_many(self, videos: Sequence, references: Sequence | None = None,
+                   steps: Sequence[int] | None = None, progress: bool = False) -> list[dict]:
+        """Score every video on the pool; results in input order (same dicts as `RewardScorer`)."""
+        from tqdm.auto import tqdm
+
+        results: list[dict | None] = [None] * len(videos)
+        with tqdm(total=len(videos), desc="scoring", unit="video", disable=not progress) as bar:
+            for index, result in self.iter_scores(videos, references, steps):
+                results[index] = result
+                bar.update(1)
+        return results  # type: ignore[return-value]
+
+    def info(self) -> list[dict]:
+        import ray
+
+        return ray.get([a.info.remote() for a in self.actors])
+
+    def shutdown(self) -> None:
+        """Kill the actors (the driver's end of a run; env runners never call this)."""
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+
+
+def _root_message(exc: BaseException) -> str:
+    """The innermost cause's message: Ray wraps actor errors in layers of traceback text."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}"
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

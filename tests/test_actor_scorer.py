@@ -1,0 +1,88 @@
+"""The ScorerActor pool: named actors, scores equal to in-process scores, crashes rescored."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from argen_ray.actors.scorer import ScorerPool, ScorerPoolError, scorer_actor_name
+from argen_ray.ard.rewards import RewardInputError, RewardScorer
+from argen_ray.config import load_config
+
+pytestmark = pytest.mark.slow
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_session(tmp_path_factory):
+    ray.init(address="local", num_cpus=2, namespace="argen-test-scorer", include_dashboard=False,
+             log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _cfg(tmp_path, *overrides):
+    # w_e = 0 keeps these tests about the pool (R_e itself is covered by test_ard_rewards).
+    return load_config(None, [f"run_dir={tmp_path}", "ray.namespace=argen-test-scorer",
+                              "reward.num_scorers=2", "reward.scorer_num_cpus=0.5", "reward.w_e=0",
+                              *overrides])
+
+
+def _videos(n, seed=0, frames=6, side=48):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (n, 1, side, side, 3), dtype=np.uint8)
+    noise = rng.integers(0, 40, (n, frames, side, side, 3), dtype=np.uint8)
+    return [np.clip(b.astype(int) + nz, 0, 255).astype(np.uint8) for b, nz in zip(base, noise)]
+
+
+def test_pool_scores_equal_in_process_scores_and_actors_are_named(ray_session, tmp_path):
+    cfg = _cfg(tmp_path)
+    pool = ScorerPool.from_config(cfg)
+    try:
+        videos, steps = _videos(6), [5, 10, 15, 20, 25, 10]
+        expected = RewardScorer(cfg.reward, 25).score_many(videos, steps=steps)
+        assert pool.score_many(videos, steps=steps) == expected
+        # Env runners reach the very same actors by name (get-or-create returns them).
+        again = ScorerPool.from_config(cfg)
+        assert [a._actor_id for a in again.actors] == [a._actor_id for a in pool.actors]
+        named = ray.get_actor(scorer_actor_name(1), namespace=cfg.ray.namespace)
+        assert named._actor_id == pool.actors[1]._actor_id
+        assert sum(i["scored"] for i in pool.info()) == 6
+    finally:
+        pool.shutdown()
+
+
+def test_killed_actor_is_restarted_and_its_videos_rescored(ray_session, tmp_path):
+    cfg = _cfg(tmp_path)
+    pool = ScorerPool.from_config(cfg)
+    try:
+        # Videos that take tens of ms each, so the killed actor is still busy with its queue.
+        videos, steps = _videos(10, seed=1, frames=16, side=128), [10] * 10
+        expected = RewardScorer(cfg.reward, 25).score_many(videos, steps=steps)
+        old_pid = pool.info()[0]["pid"]
+        results = {}
+        for index, result in pool.iter_scores(videos, steps=steps):
+            if not results:  # mid-batch: actor 0 still holds queued videos
+                ray.kill(pool.actors[0], no_restart=False)
+            results[index] = result
+        assert sorted(results) == list(range(10))
+        assert [results[i] for i in range(10)] == expected
+        assert pool.rescored, "the killed actor's queued videos must have been rescored"
+        assert pool.info()[0]["pid"] != old_pid  # restarted, detectors loaded again
+    finally:
+        pool.shutdown()
+
+
+def test_bad_input_and_bad_detector_are_clear_errors(ray_session, tmp_path):
+    cfg = _cfg(tmp_path)
+    pool = ScorerPool.from_config(cfg)
+    try:
+        with pytest.raises(RewardInputError, match="video 1: frames must be uint8"):
+            pool.score_many([_videos(1)[0], np.zeros((4, 48, 48, 3), np.float32)], steps=[5, 5])
+        with pytest.raises(RewardInputError, match=r"steps must be an integer in \[1, 25\]"):
+            pool.score_many(_videos(2), steps=[5, 30])
+    finally:
+        pool.shutdown()
+    bad = _cfg(tmp_path, "reward.face_detector=nope", "ray.namespace=argen-test-scorer-bad")
+    with pytest.raises(ScorerPoolError, match="reward.face_detector"):
+        ScorerPool.from_config(bad)
