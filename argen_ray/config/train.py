@@ -1,24 +1,43 @@
-"""Policy training section: RLlib, learning rule, checkpoints, Tune (DESIGN 2.3)."""
+"""Policy training section: RLlib, learning rule, checkpoints, evaluation, Tune (DESIGN 2.3).
+
+The group rule's G, k and delta and the reward weights live in the `reward` section.
+"""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from argen_ray.config.base import Section
 
 
 class TrainConfig(Section):
-    iterations: int = 20
-    batch_size: int = 32           # B states per update
-    lr: float = 3e-3
-    group_baseline: bool = False   # subtract the group mean reward
-    entropy_coeff: float = 0.01
-    embed_dim: int = 64            # d
-    num_heads: int = 4
-    # "generator": the generator's own text/image encoders (paper); "minilm": MiniLM text +
-    # pixel statistics image embedding.
+    iterations: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)      # B states (groups of G candidates) per update
+    lr: float = Field(3e-3, gt=0)          # Adam
+    group_baseline: bool = False           # subtract the group mean of the group rewards
+    entropy_coeff: float = Field(0.01, ge=0)
+    embed_dim: int = Field(64, ge=4)       # d of the projections and the attention
+    num_heads: int = Field(4, ge=1)
+    # "generator": the generator's own text/image encoders (the paper); "minilm": MiniLM text
+    # embedding + a colour-thumbnail image embedding (no generator needed).
     state_encoder: str = "generator"
-    checkpoint_every: int = 5
-    num_env_runners: int = 0
-    eval_states: int = 16
-    nfe_cost: float = 0.0          # Tune objective: held-out score - nfe_cost * NFE
-    tune_extra: dict = Field(default_factory=dict)
+    checkpoint_every: int = Field(5, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    num_env_runners: int = Field(0, ge=0)  # 0: sample in the driver
+    env_runner_num_cpus: float = Field(1.0, ge=0)
+    # 0: learn in the driver; 1: one remote learner (on a GPU when learner_num_gpus > 0).
+    # More learners would deal one-step episodes round-robin and split the groups.
+    num_learners: int = Field(0, ge=0, le=1)
+    learner_num_gpus: float = Field(0.0, ge=0)
+    eval_states: int = Field(16, ge=0)     # held-out states: argmax policy vs random policy
+    max_states: int | None = Field(None, ge=1)  # cap on the states used (None: every prompt)
+    # A generation or scoring call whose actor died is retried this often (the actor restarts).
+    actor_retries: int = Field(3, ge=0)
+    actor_timeout_s: float = Field(600.0, gt=0)
+    nfe_cost: float = Field(0.0, ge=0)     # Tune objective: held-out score - nfe_cost * NFE
+    progress: bool = True                  # a progress bar per iteration
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> "TrainConfig":
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        return self
