@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from argen_ray.config.base import Section
 
@@ -23,12 +23,31 @@ class DataConfig(Section):
     # with the dfew adapter.
     kind: Literal["demo", "dfew", "ferv39k", "ckplus", "dferclip", "manifest"] = "demo"
     root: Path | None = None
-    fold: int = 1
+    # DFEW's 5-fold protocol (demo data too); ignored by kinds without folds.
+    fold: int = Field(default=1, ge=1, le=5)
+    # Adapter options, e.g. {source: original} for dfew, {contempt_as: disgust} for ckplus,
+    # {verify: full} to decode every clip while loading (see argen_ray.data.adapters).
     options: dict = Field(default_factory=dict)
     demo: DemoDataConfig = Field(default_factory=DemoDataConfig)
     num_frames: int = 16
     # A class is scarce when its train count < N/7 * rho (and its baseline recall < 0.5 when known).
-    scarce_rho: float = 0.7
-    recall_threshold: float = 0.5
+    scarce_rho: float = Field(default=0.7, gt=0)
+    recall_threshold: float = Field(default=0.5, ge=0, le=1)
+    # Per-class recall of a baseline trained on this dataset (class name -> recall), when known.
+    baseline_recall: dict[str, float] | None = None
     # Explicit scarce classes (names) override the analysis.
     scarce_classes: list[str] | None = None
+
+    @field_validator("scarce_classes")
+    @classmethod
+    def _known_classes(cls, value: list[str] | None) -> list[str] | None:
+        from argen_ray.data.labels import label_name
+
+        return None if value is None else [label_name(v) for v in value]
+
+    @field_validator("baseline_recall")
+    @classmethod
+    def _known_recall_classes(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from argen_ray.data.labels import label_name
+
+        return None if value is None else {label_name(k): float(v) for k, v in value.items()}

@@ -1,13 +1,17 @@
-"""Video I/O: read mp4/avi/frame directories as uint8 RGB arrays; write mp4 and GIF atomically."""
+"""Video I/O: read mp4/avi/frame directories as uint8 RGB arrays; write mp4 and GIF atomically.
+
+Frame directories are read in natural name order ("2.jpg" before "10.jpg"; zero-padded names
+such as DFEW's and CK+'s sort the same either way).
+"""
 from __future__ import annotations
 
-from argen_ray.errors import ArgenError
-
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
+from argen_ray.errors import ArgenError
 from argen_ray.io import atomic_path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -15,12 +19,27 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif"}
 
 
 class VideoReadError(ArgenError, ValueError):
-    """A clip cannot be read; the message names the file and why."""
+    """A clip cannot be read; the message names the file and why.
+
+    `reason` is a short category for dataset summaries: "missing file", "empty clip" or
+    "unreadable file".
+    """
+
+    def __init__(self, message: str, reason: str = "unreadable file"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 def list_frame_files(directory: str | os.PathLike) -> list[Path]:
+    """Image files of a frame directory in natural name order (hidden files ignored)."""
     d = Path(directory)
-    return sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = [p for p in d.iterdir()
+             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+    return sorted(files, key=_natural_key)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -30,61 +49,152 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
+    except FileNotFoundError:
+        raise VideoReadError(f"{path}: does not exist", reason="missing file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise VideoReadError(f"{path}: not a readable image ({exc})") from None
+
+
+def _check_indices(indices, count: int, src: Path) -> np.ndarray:
+    idx = np.asarray(indices, dtype=int).reshape(-1)
+    bad = idx[(idx < 0) | (idx >= count)]
+    if bad.size:
+        raise VideoReadError(f"{src}: frame index {int(bad[0])} is outside the clip's {count} frames")
+    return idx
 
 
 def read_video(source: str | os.PathLike, indices: list[int] | np.ndarray | None = None) -> np.ndarray:
     """Read a video file or a directory of frame images as an FxHxWx3 uint8 RGB array.
 
-    `indices` selects frames (by position) without decoding the others for frame directories.
+    `indices` selects frames by position (repeats allowed, e.g. padded short clips); only the
+    selected frames are decoded from a frame directory, and only they are kept from a video.
     """
     src = Path(source)
     if not src.exists():
-        raise VideoReadError(f"{src}: does not exist")
+        raise VideoReadError(f"{src}: does not exist", reason="missing file")
     if src.is_dir():
         files = list_frame_files(src)
         if not files:
-            raise VideoReadError(f"{src}: frame directory holds no image files")
-        chosen = files if indices is None else [files[int(i)] for i in indices]
-        frames = [read_image(f) for f in chosen]
+            raise VideoReadError(f"{src}: frame directory holds no image files", reason="empty clip")
+        chosen = files if indices is None else [files[i] for i in _check_indices(indices, len(files), src)]
+        decoded: dict[Path, np.ndarray] = {}  # padded clips repeat frames: decode each once
+        for f in chosen:
+            if f not in decoded:
+                decoded[f] = read_image(f)
+        frames = [decoded[f] for f in chosen]
         shapes = {f.shape for f in frames}
         if len(shapes) > 1:
             raise VideoReadError(f"{src}: frames differ in size {sorted(shapes)}")
         return np.stack(frames)
-    if src.suffix.lower() not in VIDEO_SUFFIXES:
-        raise VideoReadError(f"{src}: unknown video type {src.suffix!r} (expected one of {sorted(VIDEO_SUFFIXES)})")
+    _check_video_file(src)
+    wanted = None if indices is None else np.asarray(indices, dtype=int).reshape(-1)
     try:
-        frames = _read_ffmpeg(src)
+        kept, count = _decode(src, None if wanted is None else set(wanted.tolist()))
     except VideoReadError:
         raise
-    except Exception as exc:  # imageio raises many types for corrupt files
-        raise VideoReadError(f"{src}: cannot decode video ({type(exc).__name__}: {exc})") from None
-    if frames.shape[0] == 0:
-        raise VideoReadError(f"{src}: video has no frames")
-    if indices is not None:
-        frames = frames[np.asarray(indices, dtype=int)]
-    return frames
+    except Exception as exc:  # imageio/ffmpeg raise many types for corrupt files
+        raise VideoReadError(f"{src}: cannot decode video ({_short(exc)})") from None
+    if count == 0:
+        raise VideoReadError(f"{src}: video has no frames", reason="empty clip")
+    if wanted is None:
+        return np.stack([kept[i] for i in range(count)])
+    return np.stack([kept[i] for i in _check_indices(wanted, count, src)])
 
 
-def _read_ffmpeg(src: Path) -> np.ndarray:
+def _check_video_file(src: Path) -> None:
+    if src.suffix.lower() not in VIDEO_SUFFIXES:
+        raise VideoReadError(f"{src}: unknown video type {src.suffix!r} (expected one of {sorted(VIDEO_SUFFIXES)})")
+    if src.stat().st_size == 0:
+        raise VideoReadError(f"{src}: file is empty (0 bytes)", reason="empty clip")
+
+
+def _decode(src: Path, wanted: set[int] | None) -> tuple[dict[int, np.ndarray], int]:
+    """Stream the frames of a video; keep those in `wanted` (all when None). Returns (kept, count)."""
     import imageio.v2 as iio2
 
     if src.suffix.lower() == ".gif":
-        frames = [np.asarray(f)[..., :3] for f in iio2.mimread(src, memtest=False)]
+        reader = iio2.get_reader(src, format="GIF")
     else:
         reader = iio2.get_reader(src, format="FFMPEG")
-        try:
-            frames = [np.asarray(f)[..., :3] for f in reader]
-        finally:
-            reader.close()
-    if not frames:
-        raise VideoReadError(f"{src}: video has no frames")
-    return np.stack(frames).astype(np.uint8)
+    kept: dict[int, np.ndarray] = {}
+    count = 0
+    try:
+        for i, frame in enumerate(reader):
+            count = i + 1
+            if wanted is None or i in wanted:
+                kept[i] = _to_rgb(np.asarray(frame))
+    finally:
+        reader.close()
+    return kept, count
+
+
+def _short(exc: Exception) -> str:
+    """First and last line of an ffmpeg error (its full stderr banner is noise to a user)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if len(lines) > 2:
+        lines = [lines[0], lines[-1]]
+    return f"{type(exc).__name__}: " + " ... ".join(lines)
+
+
+def _to_rgb(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=-1)
+    return np.ascontiguousarray(frame[..., :3]).astype(np.uint8)
+
+
+def probe_clip(source: str | os.PathLike, full: bool = False) -> int | None:
+    """Check that a clip is usable and return its frame count when cheap to know.
+
+    Quick mode (the default, for datasets of ten thousand clips): a frame directory must hold
+    image files and its first one must open; a video file must exist with a video suffix and
+    be non-empty (its frame count is then unknown: None). `full=True` decodes every frame.
+    Raises `VideoReadError` whose `reason` says missing file / empty clip / unreadable file.
+    """
+    src = Path(source)
+    if not src.exists():
+        raise VideoReadError(f"{src}: does not exist", reason="missing file")
+    if src.is_dir():
+        files = list_frame_files(src)
+        if not files:
+            raise VideoReadError(f"{src}: frame directory holds no image files", reason="empty clip")
+        if full:
+            read_video(src)
+        else:
+            _open_header(files[0])
+        return len(files)
+    _check_video_file(src)
+    return len(read_video(src)) if full else None
+
+
+def _open_header(path: Path) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - the header parse is the check
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise VideoReadError(f"{path}: not a readable image ({exc})") from None
+
+
+def count_frames(source: str | os.PathLike) -> int:
+    """Number of frames of a clip (decodes a video file once; lists a frame directory)."""
+    src = Path(source)
+    known = probe_clip(src)
+    if known is not None:
+        return known
+    try:
+        _, count = _decode(src, wanted=set())
+    except Exception as exc:  # imageio/ffmpeg raise many types for corrupt files
+        raise VideoReadError(f"{src}: cannot decode video ({_short(exc)})") from None
+    if count == 0:
+        raise VideoReadError(f"{src}: video has no frames", reason="empty clip")
+    return count
 
 
 def _check_frames(frames: np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(frames)
+    if arr.ndim == 3:  # F x H x W grayscale
+        arr = np.repeat(arr[..., None], 3, axis=-1)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] == 0:
         raise ValueError(f"{what}: frames must be a non-empty F x H x W x 3 array, got shape {arr.shape}")
     if arr.dtype != np.uint8:
@@ -112,7 +222,11 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> Path
 
 
 def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> Path:
-    """Write a looping GIF preview, atomically."""
+    """Write a looping GIF preview, atomically.
+
+    Pillow merges identical consecutive frames into one longer frame, so a still stretch of a
+    clip reads back as fewer frames: GIFs are previews, mp4 is the clip.
+    """
     from PIL import Image
 
     arr = _check_frames(frames, str(path))
