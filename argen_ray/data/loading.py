@@ -31,7 +31,8 @@ def load_dataset(kind: str, root: str | os.PathLike, **options) -> Dataset:
     """
     if kind not in ADAPTERS:
         raise DatasetError(f"unknown dataset kind {kind!r}: expected one of {', '.join(ADAPTERS)}")
-    root = Path(root).expanduser()
+    # Absolute, so records stay valid in Ray workers that run from another directory.
+    root = Path(root).expanduser().absolute()
     if not root.exists():
         raise DatasetError(f"{kind} dataset root {root} does not exist")
     if not root.is_dir() and kind != "manifest":
@@ -52,13 +53,14 @@ def open_dataset(cfg: "Config") -> Dataset:
     data = cfg.data
     options = dict(data.options)
     if data.kind == "demo":
-        root = Path(cfg.run_dir) / DEMO_DIRNAME
-        if not root.exists():
-            from argen_ray.data.demo import write_demo_dataset
+        from argen_ray.data.demo import write_demo_dataset
 
-            demo = data.demo
-            write_demo_dataset(root, seed=demo.seed, num_identities=demo.num_identities,
-                               clips_per_identity=demo.clips_per_identity, frames=demo.frames, size=demo.size)
+        # Returns at once when the same dataset is complete there, resumes a killed write, and
+        # refuses a demo dataset written with other parameters.
+        demo = data.demo
+        root = write_demo_dataset(Path(cfg.run_dir) / DEMO_DIRNAME, seed=demo.seed,
+                                  num_identities=demo.num_identities, clips_per_identity=demo.clips_per_identity,
+                                  frames=demo.frames, size=demo.size, progress=True)
         kind = "dfew"
     else:
         if data.root is None:
