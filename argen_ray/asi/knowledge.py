@@ -53,6 +53,7 @@ class KBRecord:
 @dataclass(frozen=True)
 class EmotionEntry:
     name: str
+    noun: str                       # how text names it: "fear", "happiness"
     gloss: str
     prototype: dict[str, float]
     records: tuple[KBRecord, ...]
@@ -153,9 +154,10 @@ def _parse_emotion(path: Path, name: str, entry: dict, aus: dict[str, ActionUnit
         if raw.get("source") not in sources:
             raise KnowledgeBaseError(f"{rwhere}: source {raw.get('source')!r} is not listed under sources")
         records.append(KBRecord(name, rec_aus, template, raw["source"]))
-    if "gloss" not in entry:
-        raise KnowledgeBaseError(f"{where}: lacks a gloss (the retrieval query)")
-    return EmotionEntry(name, entry["gloss"], prototype, tuple(records))
+    for key in ("noun", "gloss"):
+        if not entry.get(key):
+            raise KnowledgeBaseError(f"{where}: lacks its {key}")
+    return EmotionEntry(name, entry["noun"], entry["gloss"], prototype, tuple(records))
 
 
 def _check_intensities(where: str, values: dict, aus: dict[str, ActionUnit]) -> dict[str, float]:

@@ -208,6 +208,5 @@ def build_vlm(cfg, seed: int = 0) -> VLMBackend:
     """The backend named by an `asi.vlm` config section (argen_ray.config.asi.VLMConfig)."""
     if cfg.backend not in VLM_BACKENDS:
         raise VLMError(f"unknown VLM backend {cfg.backend!r} (asi.vlm.backend); known: {', '.join(sorted(VLM_BACKENDS))}")
-    options = cfg.model_dump()
-    options.pop("backend")
+    options = cfg.model_dump(exclude={"backend", "use_ray", "runtime_env"})
     return VLM_BACKENDS[cfg.backend](seed=seed, **options)

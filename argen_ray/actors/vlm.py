@@ -1,0 +1,84 @@
+"""The VLMActor: one VLM backend in its own Ray actor, with GPUs and its own runtime env.
+
+On a GPU cluster the actor runs vLLM (Qwen2.5-VL-7B-Instruct) with `asi.vlm.num_gpus` GPUs and
+the runtime env named by `asi.vlm.runtime_env` (cluster/runtime_envs/vllm.yaml: vLLM pins its
+own torch/transformers, which must never touch the driver's environment). It is named
+`argen-vlm` in the config's Ray namespace, so every caller reaches the same loaded model.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from argen_ray.asi.vlm import VLMRequest, build_vlm
+from argen_ray.config import Config
+from argen_ray.config.asi import VLMConfig
+from argen_ray.errors import ArgenError
+
+VLM_ACTOR_NAME = "argen-vlm"
+
+
+class VLMActorError(ArgenError, RuntimeError):
+    """The VLM actor could not start or answer; the message names the backend and model."""
+
+
+class VLMActor:
+    """Hosts one backend (loaded once); `generate` takes a batch of requests."""
+
+    def __init__(self, vlm: dict, seed: int = 0):
+        self.cfg = VLMConfig.model_validate(vlm)
+        self.backend = build_vlm(self.cfg, seed=seed)
+        self.served = 0
+
+    def generate(self, requests: list[VLMRequest]) -> list[str]:
+        texts = self.backend.generate(requests)
+        self.served += len(requests)
+        return texts
+
+    def info(self) -> dict:
+        return {"pid": os.getpid(), "backend": self.cfg.backend, "model": self.cfg.model, "served": self.served}
+
+
+def vlm_runtime_env(cfg: Config) -> dict | None:
+    """The actor's runtime_env from the YAML file `asi.vlm.runtime_env` (None: the driver's env)."""
+    import yaml
+
+    path = cfg.asi.vlm.runtime_env
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise VLMActorError(f"asi.vlm.runtime_env: {path} does not exist")
+    try:
+        env = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise VLMActorError(f"asi.vlm.runtime_env: {path} is not valid YAML ({exc})") from None
+    if not isinstance(env, dict):
+        raise VLMActorError(f"asi.vlm.runtime_env: {path} must hold a mapping (a Ray runtime_env)")
+    return env
+
+
+def start_vlm_actor(cfg: Config):
+    """Get-or-create the named VLMActor and wait until its model is loaded."""
+    import ray
+
+    vlm = cfg.asi.vlm
+    actor = ray.remote(VLMActor).options(
+        name=VLM_ACTOR_NAME, namespace=cfg.ray.namespace, get_if_exists=True, num_gpus=vlm.num_gpus,
+        num_cpus=1, resources=cfg.ray.node_group_resources("gpu") or None, runtime_env=vlm_runtime_env(cfg),
+        max_restarts=1,
+    ).remote(vlm.model_dump(mode="json"), cfg.seed)
+    try:
+        ray.get(actor.info.remote())
+    except ray.exceptions.RayError as exc:
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise VLMActorError(f"VLM actor failed to start (asi.vlm.backend={vlm.backend!r}, model={vlm.model!r}): "
+                            f"{message}") from None
+    return actor
+
+
+def actor_generate(actor):
+    """A `generate(requests) -> texts` callable that runs on the actor."""
+    import ray
+
+    return lambda requests: ray.get(actor.generate.remote(requests))

@@ -1,0 +1,191 @@
+"""The ASI stage end to end (DESIGN 2.1): dataset -> prompts.jsonl.
+
+scarce emotions -> identity frames of neutral training clips -> per identity x emotion: retrieve
+k knowledge-base candidates -> VLM fusion (batched) -> hallucination filter -> one JSONL line.
+Outputs under `<run_dir>/prompts/`: `prompts.jsonl` (resumable: finished prompts are skipped on
+rerun), `identities/<identity>.png`, `identity_rejections.jsonl` and `summary.json` (atomic).
+"""
+from __future__ import annotations
+
+from argen_ray.errors import ArgenError
+
+import io
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from argen_ray.asi.filter import FilterResult, FilterStats, HallucinationFilter
+from argen_ray.asi.identity import IdentityFrame, IdentitySelection, select_identities
+from argen_ray.asi.knowledge import KnowledgeBase
+from argen_ray.asi.retrieval import AURetriever, Candidate
+from argen_ray.asi.vlm import VLMRequest, template_text
+from argen_ray.config import Config
+from argen_ray.data.labels import EMOTIONS, label_name
+from argen_ray.data.records import Dataset
+from argen_ray.io import JsonlStore, atomic_write_bytes, atomic_write_json, atomic_write_text
+
+GenerateFn = Callable[[list[VLMRequest]], list[str]]
+
+
+class PromptStageError(ArgenError, RuntimeError):
+    """The prompt stage cannot produce prompts (no neutral clips, no identity frames, ...)."""
+
+
+def prompts_dir(cfg: Config) -> Path:
+    return cfg.path("prompts")
+
+
+def prompt_emotions(cfg: Config, dataset: Dataset) -> list[str]:
+    """`asi.emotions` when set, else the dataset's scarce classes (DESIGN 2)."""
+    if cfg.asi.emotions:
+        return [label_name(e) for e in cfg.asi.emotions]
+    from argen_ray.data.scarce import configured_scarce_classes
+
+    return [EMOTIONS[i] for i in configured_scarce_classes(cfg, dataset)]
+
+
+def neutral_training_clips(dataset: Dataset) -> list:
+    """Neutral clips of the training split (every split when the dataset has none, e.g. CK+)."""
+    pool = dataset.split("train") or dataset.records
+    clips = [r for r in pool if r.emotion == "neutral"]
+    if not clips:
+        raise PromptStageError(f"{dataset.kind} dataset at {dataset.root}: no neutral training clips to take "
+                               "identity frames from")
+    return clips
+
+
+def prompt_seed(base_seed: int, prompt_id: str) -> int:
+    """A stable per-prompt seed (same config + prompt id -> same retrieval and sampling)."""
+    return (int(base_seed) * 1_000_003 + zlib.crc32(prompt_id.encode())) % (2 ** 31)
+
+
+def save_identity_images(selection: IdentitySelection, out: Path) -> dict[str, Path]:
+    from PIL import Image
+
+    paths = {}
+    for frame in selection.chosen:
+        target = out / "identities" / f"{frame.identity_id}.png"
+        if not target.is_file():
+            buf = io.BytesIO()
+            Image.fromarray(frame.image).save(buf, format="PNG")
+            atomic_write_bytes(target, buf.getvalue())
+        paths[frame.identity_id] = target
+    return paths
+
+
+@dataclass
+class PendingPrompt:
+    identity: IdentityFrame
+    emotion: str
+    candidates: list[Candidate]
+    request: VLMRequest
+
+
+def prompt_aus(kb: KnowledgeBase, result: FilterResult, candidates: list[Candidate], emotion: str) -> dict[str, float]:
+    """Intensities (0-1) of the AUs the final prompt asserts: from the first candidate that has
+    the AU, else the emotion's prototype, else 0.5 (moderate)."""
+    prototype = kb.prototype_aus(emotion)
+    out = {}
+    for au in result.kept:
+        found = next((c.record.aus[au] for c in candidates if au in c.record.aus), None)
+        out[au] = float(found if found is not None else prototype.get(au, 0.5))
+    return out
+
+
+class PromptStage:
+    """Builds the prompts of one run; `run(generate)` takes any VLM call (local or a VLMActor)."""
+
+    def __init__(self, cfg: Config, kb: KnowledgeBase, retriever: AURetriever, progress: bool = True):
+        self.cfg, self.kb, self.retriever, self.progress = cfg, kb, retriever, progress
+        self.filter = HallucinationFilter(kb)
+        self.out = prompts_dir(cfg)
+
+    def select(self, dataset: Dataset) -> IdentitySelection:
+        from argen_ray.asi.au import get_au_estimator
+
+        icfg = self.cfg.asi.identity
+        estimator = get_au_estimator(self.cfg.asi.au.backend)
+        selection = select_identities(neutral_training_clips(dataset), estimator, icfg, max_frames=icfg.max_frames,
+                                      one_per_subject=icfg.one_per_subject, limit=icfg.max_identities,
+                                      progress=self.progress)
+        atomic_write_text(self.out / "identity_rejections.jsonl",
+                          "".join(json.dumps(r.as_dict()) + "\n" for r in selection.rejections))
+        if not selection.chosen:
+            reasons = ", ".join(f"{k}: {v}" for k, v in selection.reason_counts().items())
+            raise PromptStageError(f"no identity frame passed the checks (asi.identity); rejections: {reasons}")
+        return selection
+
+    def pending(self, selection: IdentitySelection, emotions: list[str], store: JsonlStore) -> list[PendingPrompt]:
+        for emotion in emotions:
+            self.kb.emotion(emotion)  # unknown emotion -> clear error before any work
+        todo = []
+        for identity in selection.chosen:
+            for emotion in emotions:
+                prompt_id = f"{identity.identity_id}__{emotion}"
+                if prompt_id in store:
+                    continue
+                seed = prompt_seed(self.cfg.seed, prompt_id)
+                candidates = self.retriever.retrieve(emotion, np.random.default_rng(seed))
+                request = VLMRequest(request_id=prompt_id, image=identity.image, emotion=emotion,
+                                     emotion_noun=self.kb.emotion(emotion).noun,
+                                     descriptions=[c.text for c in candidates], seed=seed)
+                todo.append(PendingPrompt(identity, emotion, candidates, request))
+        return todo
+
+    def record(self, item: PendingPrompt, raw_text: str, image_path: Path) -> tuple[dict, FilterResult]:
+        result = self.filter.apply(raw_text, item.emotion, fallback=template_text(item.request))
+        vlm = self.cfg.asi.vlm
+        rec = {
+            "prompt_id": item.request.request_id, "identity_id": item.identity.identity_id,
+            "clip_id": item.identity.clip_id, "frame_index": item.identity.frame_index,
+            "image": str(image_path), "emotion": item.emotion,
+            "aus": prompt_aus(self.kb, result, item.candidates, item.emotion),
+            "descriptions": item.request.descriptions,
+            "candidates": [{"aus": c.record.aus, "source": c.record.source, "score": c.score} for c in item.candidates],
+            "raw_text": raw_text, "prompt": result.prompt,
+            "asserted_aus": result.asserted, "kept_aus": result.kept, "dropped_aus": result.dropped,
+            "hallucination_rate": result.hallucination_rate, "fell_back": result.fell_back,
+            "backend": vlm.backend, "model": None if vlm.backend == "template" else vlm.model,
+            "seed": item.request.seed,
+        }
+        return rec, result
+
+    def run(self, dataset: Dataset, generate: GenerateFn) -> dict:
+        from tqdm.auto import tqdm
+
+        emotions = prompt_emotions(self.cfg, dataset)
+        if not emotions:
+            raise PromptStageError("no target emotions: the dataset has no scarce class and asi.emotions is not set")
+        store = JsonlStore(self.out / "prompts.jsonl", key="prompt_id")
+        selection = self.select(dataset)
+        images = save_identity_images(selection, self.out)
+        todo = self.pending(selection, emotions, store)
+        batch = self.cfg.asi.vlm.batch_size
+        with tqdm(total=len(selection.chosen) * len(emotions), initial=len(selection.chosen) * len(emotions) - len(todo),
+                  desc=f"prompts ({self.cfg.asi.vlm.backend})", unit="prompt", disable=not self.progress) as bar:
+            for start in range(0, len(todo), batch):
+                chunk = todo[start:start + batch]
+                texts = generate([p.request for p in chunk])
+                if len(texts) != len(chunk):
+                    raise PromptStageError(f"VLM returned {len(texts)} texts for {len(chunk)} requests")
+                for item, text in zip(chunk, texts):
+                    rec, _ = self.record(item, text, images[item.identity.identity_id])
+                    store.append(rec)
+                    bar.update(1)
+        return self.summarize(store, selection, emotions)
+
+    def summarize(self, store: JsonlStore, selection: IdentitySelection, emotions: list[str]) -> dict:
+        """Run-level counts over every prompt in the store (resumed ones included)."""
+        stats = FilterStats()
+        for rec in store:
+            stats.add(FilterResult(rec["raw_text"], rec["prompt"], rec["asserted_aus"], rec["kept_aus"],
+                                   rec["dropped_aus"], rec["fell_back"]))
+        summary = {"prompts_file": str(store.path), "emotions": emotions, "identities": len(selection.chosen),
+                   "identity_rejections": selection.reason_counts(), "backend": self.cfg.asi.vlm.backend,
+                   **stats.as_dict()}
+        atomic_write_json(self.out / "summary.json", summary)
+        return summary
