@@ -39,6 +39,11 @@ class ScorerActor:
     """One reward scorer in its own process (wrapped with `ray.remote` by the pool)."""
 
     def __init__(self, cfg: RewardConfig, max_steps: int):
+        import cv2
+
+        # OpenCV sizes its thread pool by the machine, not by the actor's CPU share: actors
+        # sharing a node would oversubscribe it.
+        cv2.setNumThreads(max(1, int(cfg.scorer_num_cpus)))
         self.scorer = RewardScorer(cfg, max_steps)
         self.scored = 0
 
