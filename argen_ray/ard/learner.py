@@ -36,12 +36,10 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from argen_ray.ard.env import CANDIDATE_FIELDS, GROUP_TIMINGS
 from argen_ray.ard.policy import HEADS, PolicyRLModule, split_logits
 from argen_ray.errors import ArgenError
 
-# Per-candidate values the env reports in its step infos; the algorithm logs their means.
-GROUP_METRICS = ("score", "r_t", "r_q", "r_f", "r_e", "nfe", "steps", "alpha", "beta",
-                 "generate_s", "score_s")
 
 
 class GroupSplitError(ArgenError):
@@ -184,7 +182,7 @@ class GroupReinforce(Algorithm):
     def _log_group_metrics(self, episodes) -> None:
         """Means of the candidates' score, reward components, actions, NFE and timings."""
         infos = [ep.get_infos(-1) for ep in episodes]
-        for name in GROUP_METRICS:
+        for name in CANDIDATE_FIELDS + GROUP_TIMINGS:
             values = [float(i[name]) for i in infos if i.get(name) is not None]
             if values:
                 self.metrics.log_value(("argen", name), float(np.mean(values)), window=1)

@@ -1,0 +1,344 @@
+"""Policy training on Ray: build the RLlib algorithm, train with checkpoints and MLflow, evaluate.
+
+`PolicyTrainer(cfg).run()`:
+1. reads `<run_dir>/prompts/prompts.jsonl`, starts (or joins) Ray, places the generator actors
+   (placement groups on GPUs; GPU count 0 on a CPU machine) and the scorer pool;
+2. embeds the states once (cached), splits off `train.eval_states` held-out states;
+3. builds `GroupReinforce` (ARGenEnv + PolicyRLModule + GroupReinforceLearner) and, when a
+   checkpoint exists under `<run_dir>/policy/checkpoints/`, resumes from the latest one
+   (the iteration counter continues, and so does the same MLflow run);
+4. trains `train.iterations` iterations with a progress bar, logging every reward component,
+   the score, each head's entropy, the mean chosen T, NFE per video and wall time to MLflow,
+   checkpointing every `train.checkpoint_every` iterations (atomically: a checkpoint folder
+   appears complete or not at all);
+5. exports `policy/policy.pt` (see `load_policy`), evaluates the argmax policy against a
+   random policy on the held-out states, and logs the reward curve plot and the evaluation.
+
+Layout under `<run_dir>/policy/`: `checkpoints/iter_000005/` (RLlib checkpoint + policy.pt +
+argen_state.json), `policy.pt`, `history.jsonl` (one line per iteration), `state.json`
+(latest checkpoint, MLflow run id), `reward_curve.png`, `eval.json`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from argen_ray.ard.env import CANDIDATE_FIELDS, ARGenEnv, CandidateEvaluator
+from argen_ray.ard.policy import HEADS, POLICY_FILE, PolicyHandle, export_policy
+from argen_ray.ard.states import StateSet, build_state_encoder, load_states
+from argen_ray.config import Config
+from argen_ray.errors import ArgenError
+from argen_ray.io import JsonlStore, atomic_write_json
+
+CHECKPOINT_MARKER = "argen_state.json"
+LEARNER_METRICS = tuple(f"entropy_{h}" for h in HEADS) + ("policy_loss", "advantage_mean")
+
+
+class TrainingError(ArgenError):
+    """Training cannot start or continue (missing inputs, a broken checkpoint)."""
+
+
+def tracking_uri(cfg: Config) -> str:
+    """The MLflow tracking URI: the configured one, else SQLite inside the run directory."""
+    if cfg.tracking.tracking_uri:
+        return cfg.tracking.tracking_uri
+    return f"sqlite:///{Path(cfg.run_dir).resolve() / 'mlflow.db'}"
+
+
+def build_algorithm_config(cfg: Config, states: StateSet):
+    """The RLlib `GroupReinforceConfig` of a run: env, module, learner and resources from `cfg`."""
+    from argen_ray.ard.learner import GroupReinforceConfig
+
+    t, r = cfg.train, cfg.reward
+    return (GroupReinforceConfig()
+            .environment(ARGenEnv, env_config={"cfg": cfg, "states": states})
+            .env_runners(num_env_runners=t.num_env_runners, num_envs_per_env_runner=r.group_size,
+                         gym_env_vectorize_mode="vector_entry_point", num_cpus_per_env_runner=t.env_runner_num_cpus)
+            .learners(num_learners=t.num_learners, num_gpus_per_learner=t.learner_num_gpus)
+            .training(groups_per_batch=t.batch_size, group_size=r.group_size, top_k=r.top_k, penalty=r.penalty,
+                      group_baseline=t.group_baseline, entropy_coeff=t.entropy_coeff, lr=t.lr,
+                      train_batch_size_per_learner=t.batch_size * r.group_size)
+            .rl_module(model_config={"embed_dim": t.embed_dim, "num_heads": t.num_heads})
+            .fault_tolerance(restart_failed_env_runners=True)
+            .debugging(seed=cfg.seed))
+
+
+def iteration_metrics(result: dict, wall_s: float) -> dict[str, float]:
+    """The per-iteration numbers a person follows: rewards, score, entropies, T, NFE, time."""
+    argen = result.get("argen", {})
+    learner = result.get("learners", {}).get("default_policy", {})
+    metrics = {name: float(argen[name]) for name in CANDIDATE_FIELDS + ("generate_s", "score_s") if name in argen}
+    metrics.update({name: float(learner[name]) for name in LEARNER_METRICS if name in learner})
+    metrics["wall_s"] = wall_s
+    return metrics
+
+
+@dataclass
+class EvalResult:
+    """Held-out comparison of the argmax policy and a uniformly random policy."""
+
+    policy: dict[str, float]
+    random: dict[str, float]
+    objective: float
+    num_states: int
+    per_state: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"policy": self.policy, "random": self.random, "objective": self.objective,
+                "num_states": self.num_states, "per_state": self.per_state}
+
+
+def evaluate_policy(cfg: Config, policy: PolicyHandle, states: StateSet, evaluator: CandidateEvaluator,
+                    seed: int | None = None) -> EvalResult:
+    """Mean score/components/NFE/T of the argmax policy and of random actions on `states`.
+
+    The random policy gets G actions per state (a group's worth) so its mean is not one lucky
+    draw; both see the same generation seed per state.
+    """
+    if len(states) == 0:
+        raise TrainingError("no held-out states to evaluate (train.eval_states is 0)")
+    rng = np.random.default_rng(cfg.seed + 7919 if seed is None else seed)
+    seeds = rng.integers(2 ** 31 - 1, size=len(states))
+    greedy, _ = policy.act(states.text_emb, states.image_emb)
+    nvec = evaluator.action_space.nvec
+    per_state, policy_rows, random_rows = [], [], []
+    for i in range(len(states)):
+        draws = np.stack([rng.integers(n, size=cfg.reward.group_size) for n in nvec], axis=-1)
+        rows = evaluator.evaluate(states, [i] * (1 + len(draws)), np.concatenate([greedy[i:i + 1], draws]),
+                                  int(seeds[i]))
+        policy_rows.append(rows[0])
+        random_rows.extend(rows[1:])
+        per_state.append({"prompt_id": states.rows[i]["prompt_id"], "action": greedy[i].tolist(),
+                          "policy_score": rows[0]["score"], "random_score": float(np.mean([r["score"] for r in rows[1:]]))})
+
+    def means(rows):
+        return {k: float(np.mean([r[k] for r in rows])) for k in CANDIDATE_FIELDS if rows[0][k] is not None}
+
+    pol = means(policy_rows)
+    return EvalResult(pol, means(random_rows), pol["score"] - cfg.train.nfe_cost * pol["nfe"], len(states), per_state)
+
+
+def plot_reward_curve(history: list[dict], target: Path) -> Path:
+    """Score and reward components per iteration, with the mean chosen T on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from argen_ray.io import atomic_path
+
+    its = [h["iteration"] for h in history]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, style in (("score", "k-"), ("r_t", "C0--"), ("r_q", "C1--"), ("r_f", "C2--"), ("r_e", "C3--")):
+        if any(name in h for h in history):
+            ax.plot(its, [h.get(name, np.nan) for h in history], style, label=name, lw=2 if name == "score" else 1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("mean reward of sampled candidates")
+    ax.grid(alpha=0.3)
+    if any("steps" in h for h in history):
+        ax2 = ax.twinx()
+        ax2.plot(its, [h.get("steps", np.nan) for h in history], "C4:", label="mean T")
+        ax2.set_ylabel("mean chosen steps T", color="C4")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("ARD policy training")
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return target
+
+
+@dataclass
+class TrainSummary:
+    iterations: int
+    resumed_from: int
+    checkpoint: Path | None
+    policy_path: Path
+    eval: EvalResult | None
+    mlflow_run_id: str | None
+    history: list[dict]
+
+
+class PolicyTrainer:
+    """One training run of ARD's policy; rerunning with the same config resumes it."""
+
+    def __init__(self, cfg: Config, prompts_path: str | os.PathLike | None = None):
+        self.cfg = cfg
+        self.prompts_path = Path(prompts_path or cfg.path("prompts", "prompts.jsonl"))
+        if not self.prompts_path.is_file():
+            raise TrainingError(f"{self.prompts_path} does not exist: run `argen-ray prompts` first (same --config)")
+        self.policy_dir = cfg.path("policy")
+        self.checkpoint_dir = self.policy_dir / "checkpoints"
+        self.algo = None
+        self.evaluator: CandidateEvaluator | None = None
+        self.train_states: StateSet | None = None
+        self.eval_states: StateSet | None = None
+        self._mlflow_run_id: str | None = None
+
+    # -- 1. actors and states -----------------------------------------------------------------
+    def setup(self, progress: bool = True) -> None:
+        """Join/start Ray, place the actors, embed the states, and build (or restore) the algorithm."""
+        from argen_ray.actors.placement import reserve_gpu_actors
+        from argen_ray.runtime import init_ray
+
+        init_ray(self.cfg)
+        reserve_gpu_actors(self.cfg, "generator")
+        self.evaluator = CandidateEvaluator(self.cfg)
+        encoder = build_state_encoder(self.cfg, self.evaluator.generators)
+        states = load_states(self.cfg, encoder, self.prompts_path, progress=progress)
+        self.train_states, self.eval_states = states.split(self.cfg.train.eval_states, self.cfg.seed)
+        self.evaluator.scorers  # start the scorer pool before the env runners look it up
+        self.algo = build_algorithm_config(self.cfg, self.train_states).build_algo()
+
+    # -- 2. checkpoints -----------------------------------------------------------------------
+    def latest_checkpoint(self) -> tuple[Path, dict] | None:
+        """The newest complete checkpoint (its marker file is written last) and its state."""
+        if not self.checkpoint_dir.is_dir():
+            return None
+        done = sorted(p for p in self.checkpoint_dir.glob("iter_*") if (p / CHECKPOINT_MARKER).is_file())
+        if not done:
+            return None
+        try:
+            return done[-1], json.loads((done[-1] / CHECKPOINT_MARKER).read_text())
+        except json.JSONDecodeError as exc:
+            raise TrainingError(f"{done[-1] / CHECKPOINT_MARKER}: unreadable ({exc.msg}); delete that folder") from None
+
+    def restore(self) -> int:
+        """Resume from the latest checkpoint; returns the iterations already done (0 if none)."""
+        found = self.latest_checkpoint()
+        if found is None:
+            return 0
+        path, state = found
+        try:
+            self.algo.restore_from_path(str(path.resolve()))
+        except Exception as exc:
+            raise TrainingError(f"cannot resume from {path}: {type(exc).__name__}: {exc} "
+                                f"(the config changed shapes? use a new run_dir)") from None
+        self._mlflow_run_id = state.get("mlflow_run_id")
+        return int(state["iteration"])
+
+    def save_checkpoint(self, iteration: int) -> Path:
+        """Write `checkpoints/iter_<n>/` atomically, export policy.pt, and prune old ones."""
+        final = self.checkpoint_dir / f"iter_{iteration:06d}"
+        tmp = self.checkpoint_dir / f".tmp_iter_{iteration:06d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.algo.save_to_path(str(tmp.resolve()))
+        self.export(tmp / POLICY_FILE, iteration)
+        atomic_write_json(tmp / CHECKPOINT_MARKER, {"iteration": iteration, "mlflow_run_id": self._mlflow_run_id,
+                                                    "time": time.time()})
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        shutil.copy2(final / POLICY_FILE, self.policy_dir / f".{POLICY_FILE}.tmp")
+        os.replace(self.policy_dir / f".{POLICY_FILE}.tmp", self.policy_dir / POLICY_FILE)
+        atomic_write_json(self.policy_dir / "state.json", {"iteration": iteration, "checkpoint": str(final),
+                                                           "mlflow_run_id": self._mlflow_run_id})
+        done = sorted(p for p in self.checkpoint_dir.glob("iter_*") if (p / CHECKPOINT_MARKER).is_file())
+        for old in done[:-self.cfg.train.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def policy_handle(self, iteration: int | None = None) -> PolicyHandle:
+        module = self.algo.get_module()
+        cfg = self.cfg
+        meta = {"action_values": {"steps": list(cfg.generator.action_space.steps),
+                                  "alpha": list(cfg.generator.action_space.alpha),
+                                  "beta": list(cfg.generator.action_space.beta)},
+                "state_encoder": cfg.train.state_encoder, "encoder_id": self.train_states.encoder_id,
+                "generator_backend": cfg.generator.backend, "generator_model": cfg.generator.model,
+                "iteration": iteration, "reward_weights": {k: getattr(cfg.reward, k) for k in ("w_t", "w_q", "w_f", "w_e")}}
+        module.net.eval()
+        return PolicyHandle(module.net, meta, "training")
+
+    def export(self, target: Path, iteration: int) -> Path:
+        handle = self.policy_handle(iteration)
+        return export_policy(handle.network, target, handle.meta)
+
+    # -- 3. MLflow ----------------------------------------------------------------------------
+    def _start_mlflow(self):
+        if not self.cfg.tracking.enabled:
+            return None
+        import mlflow
+
+        from argen_ray.config.root import config_to_yaml
+
+        mlflow.set_tracking_uri(tracking_uri(self.cfg))
+        mlflow.set_experiment(self.cfg.tracking.experiment)
+        if self._mlflow_run_id:
+            run = mlflow.start_run(run_id=self._mlflow_run_id)
+        else:
+            run = mlflow.start_run(run_name=f"train-{Path(self.cfg.run_dir).name}")
+            self._mlflow_run_id = run.info.run_id
+            flat = {**{f"train.{k}": v for k, v in self.cfg.train.model_dump().items()},
+                    **{f"reward.{k}": v for k, v in self.cfg.reward.model_dump().items() if not isinstance(v, dict)},
+                    "generator.backend": self.cfg.generator.backend, "generator.model": self.cfg.generator.model,
+                    "generator.action_space": json.dumps(self.cfg.generator.action_space.model_dump())}
+            mlflow.log_params(flat)
+            mlflow.log_text(config_to_yaml(self.cfg), "config.resolved.yaml")
+        return mlflow
+
+    # -- 4. the run ---------------------------------------------------------------------------
+    def run(self, on_iteration: Callable[[int, dict], None] | None = None, evaluate: bool = True) -> TrainSummary:
+        """Train to `train.iterations` (resuming), export, evaluate, and log everything."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        if self.algo is None:
+            self.setup(progress=cfg.train.progress)
+        start = self.restore()
+        history_store = JsonlStore(self.policy_dir / "history.jsonl", key="iteration")
+        mlflow = self._start_mlflow()
+        checkpoint = self.latest_checkpoint()[0] if start else None
+        try:
+            bar = tqdm(total=cfg.train.iterations, initial=start, desc="train", unit="it", disable=not cfg.train.progress)
+            for iteration in range(start + 1, cfg.train.iterations + 1):
+                t0 = time.perf_counter()
+                result = self.algo.train()
+                metrics = iteration_metrics(result, time.perf_counter() - t0)
+                history_store.append({"iteration": iteration, **metrics})
+                if mlflow:
+                    mlflow.log_metrics(metrics, step=iteration)
+                if on_iteration:
+                    on_iteration(iteration, metrics)
+                if iteration % cfg.train.checkpoint_every == 0 or iteration == cfg.train.iterations:
+                    checkpoint = self.save_checkpoint(iteration)
+                bar.set_postfix(score=f"{metrics.get('score', float('nan')):.3f}",
+                                T=f"{metrics.get('steps', float('nan')):.1f}")
+                bar.update(1)
+            bar.close()
+            if checkpoint is None:  # nothing new to train and nothing saved before: save now
+                checkpoint = self.save_checkpoint(cfg.train.iterations)
+            history = sorted((h for h in history_store if h["iteration"] <= cfg.train.iterations),
+                             key=lambda h: h["iteration"])
+            curve = plot_reward_curve(history, self.policy_dir / "reward_curve.png") if history else None
+            result_eval = None
+            if evaluate and len(self.eval_states):
+                result_eval = evaluate_policy(cfg, self.policy_handle(cfg.train.iterations), self.eval_states,
+                                              self.evaluator)
+                atomic_write_json(self.policy_dir / "eval.json", result_eval.to_json())
+            if mlflow:
+                if curve:
+                    mlflow.log_artifact(str(curve))
+                mlflow.log_artifact(str(self.policy_dir / POLICY_FILE))
+                if result_eval:
+                    mlflow.log_metrics({**{f"eval_policy_{k}": v for k, v in result_eval.policy.items()},
+                                        **{f"eval_random_{k}": v for k, v in result_eval.random.items()},
+                                        "eval_objective": result_eval.objective}, step=cfg.train.iterations)
+                    mlflow.log_artifact(str(self.policy_dir / "eval.json"))
+        finally:
+            if mlflow:
+                mlflow.end_run()
+        return TrainSummary(cfg.train.iterations, start, checkpoint, self.policy_dir / POLICY_FILE, result_eval,
+                            self._mlflow_run_id, history)
+
+    def close(self) -> None:
+        if self.algo is not None:
+            self.algo.stop()
+            self.algo = None

@@ -1,0 +1,49 @@
+"""`argen-ray train`: train ARD's step/guidance policy with RLlib on Ray (DESIGN 2.3).
+
+Connects to RAY_ADDRESS (e.g. under `ray job submit`) or starts a local Ray; rerunning the
+same command resumes from the latest checkpoint in `<run_dir>/policy/checkpoints/`.
+"""
+from __future__ import annotations
+
+import argparse
+
+from argen_ray.commands import add_config_arguments, config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--prompts", default=None,
+                        help="prompts.jsonl to train on (default: <run_dir>/prompts/prompts.jsonl)")
+    parser.add_argument("--no-eval", action="store_true",
+                        help="skip the held-out evaluation of the argmax policy against a random policy")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from argen_ray.ard.training import PolicyTrainer, tracking_uri
+
+    cfg = config_from_args(args)
+    trainer = PolicyTrainer(cfg, args.prompts)
+    try:
+        summary = trainer.run(evaluate=not args.no_eval)
+    finally:
+        trainer.close()
+    console = Console()
+    resumed = f" (resumed after iteration {summary.resumed_from})" if summary.resumed_from else ""
+    console.print(f"[bold]trained[/] {summary.iterations} iterations{resumed}")
+    console.print(f"checkpoint: {summary.checkpoint}\npolicy:     {summary.policy_path}")
+    if summary.eval is not None:
+        table = Table(title=f"held-out evaluation ({summary.eval.num_states} states)")
+        table.add_column("policy")
+        keys = list(summary.eval.policy)
+        for key in keys:
+            table.add_column(key, justify="right")
+        for label, values in (("argmax policy", summary.eval.policy), ("random", summary.eval.random)):
+            table.add_row(label, *(f"{values.get(k, float('nan')):.3f}" for k in keys))
+        console.print(table)
+        console.print(f"objective (score - train.nfe_cost x NFE): {summary.eval.objective:.4f}")
+    if summary.mlflow_run_id:
+        console.print(f"MLflow run {summary.mlflow_run_id} at {tracking_uri(cfg)}")
+    return 0
