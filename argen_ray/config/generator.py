@@ -12,6 +12,15 @@ class ActionSpaceConfig(Section):
     beta: list[float] = Field(default_factory=lambda: [1.0, 1.5, 2.0, 3.0])
 
 
+class WarpConfig(Section):
+    """The CPU warp backend (argen_ray/ard/warp.py, docs/warp.md)."""
+
+    max_side: int = Field(256, ge=32)         # longer references are downscaled before warping
+    # Request AU intensities times au_scale = OpenFace 0-5 (prompts.jsonl stores 0-1 fractions).
+    au_scale: float = Field(5.0, gt=0)
+    text_encoder: str = "all-MiniLM-L6-v2"    # state text embedding: packaged MiniLM or a local folder
+
+
 class GeneratorConfig(Section):
     # Registered backend name: "ti2v" (diffusion) or "warp" (CPU landmark warping).
     backend: str = "warp"
@@ -27,3 +36,4 @@ class GeneratorConfig(Section):
     num_actors: int = 1
     num_gpus: float = 0.0         # per GeneratorActor; fractional allowed
     fps: int = 8
+    warp: WarpConfig = Field(default_factory=WarpConfig)
