@@ -101,7 +101,7 @@ class HallucinationFilter:
             kept |= aus
             kept_parts.append(clause + sep)
         dropped = asserted - allowed
-        prompt = _tidy(_TAG_STRIP.sub("", "".join(kept_parts)))
+        prompt = _tidy(_TAG_STRIP.sub(" ", "".join(kept_parts)))
         fell_back = not kept
         if fell_back:
             prompt = fallback
