@@ -10,12 +10,15 @@ from argen_ray.config.base import Section
 
 
 class DemoDataConfig(Section):
-    seed: int = 0
-    num_identities: int = 12
+    seed: int = Field(default=0, ge=0)
+    # At least 5: the 5 folds are split by identity.
+    num_identities: int = Field(default=12, ge=5)
     # Clips per class follow DFEW-like shares; this scales them.
-    clips_per_identity: int = 6
-    frames: int = 16
-    size: int = 112
+    clips_per_identity: int = Field(default=6, ge=2)
+    frames: int = Field(default=16, ge=4)
+    size: int = Field(default=112, ge=32, le=1024)
+    # Rendering processes (the output is identical for any count).
+    workers: int = Field(default=1, ge=1)
 
 
 class DataConfig(Section):
