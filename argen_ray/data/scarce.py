@@ -82,7 +82,7 @@ def scarce_table(rows: list[ScarceRow], recall_threshold: float = 0.5,
     """A rich table: class, count, share, recall, scarce?; notes an explicit override."""
     from rich.table import Table
 
-    chosen = set(scarce_classes([], override=override)) if override is not None else None
+    chosen = {label_index(c) for c in override} if override is not None else None
     threshold = rows[0].threshold if rows else 0.0
     table = Table(title="scarce-class analysis (train split)")
     for col, justify in (("class", "left"), ("count", "right"), ("share", "right"),

@@ -30,16 +30,19 @@ class VideoReadError(ArgenError, ValueError):
         self.reason = reason
 
 
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def list_frame_files(directory: str | os.PathLike) -> list[Path]:
     """Image files of a frame directory in natural name order (hidden files ignored)."""
     d = Path(directory)
-    files = [p for p in d.iterdir()
-             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
-    return sorted(files, key=_natural_key)
+    # scandir's is_file() uses the directory entry's type: no stat per frame (DFEW has ~1M frames).
+    with os.scandir(d) as entries:
+        names = [e.name for e in entries
+                 if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and not e.name.startswith(".")
+                 and e.is_file()]
+    return [d / name for name in sorted(names, key=_natural_key)]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
