@@ -38,6 +38,12 @@ class ClipCollector:
         self._seen: dict[str, str] = {}
         self._progress = tqdm(desc=f"reading {kind} clips", unit="clip", disable=None, leave=False)
 
+    def __enter__(self) -> "ClipCollector":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._progress.close()
+
     def skip(self, path: Path, line: int | None, reason: str, detail: str = "") -> None:
         self.dataset.skipped.append(SkipReport(Path(path), line, reason, detail))
 
@@ -60,7 +66,7 @@ class ClipCollector:
         return True
 
     def finish(self) -> Dataset:
-        self._progress.close()
+        """The dataset; an error listing the skips when no clip is usable."""
         ds = self.dataset
         if not ds.records:
             shown = "\n  ".join(str(s) for s in ds.skipped[:10])

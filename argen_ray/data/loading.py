@@ -42,8 +42,8 @@ def load_dataset(kind: str, root: str | os.PathLike, **options) -> Dataset:
     if unknown:
         raise DatasetError(f"unknown option(s) {', '.join(unknown)} for dataset kind {kind!r}; "
                            f"accepted: {', '.join(accepted)}")
-    collector = ClipCollector(kind, root, verify=options.pop("verify", "quick"))
-    ADAPTERS[kind](collector, root, **options)
+    with ClipCollector(kind, root, verify=options.pop("verify", "quick")) as collector:
+        ADAPTERS[kind](collector, root, **options)
     return collector.finish()
 
 
