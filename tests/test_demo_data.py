@@ -50,8 +50,8 @@ def _files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    """The default-size dataset, written once for this module."""
-    return write_demo_dataset(tmp_path_factory.mktemp("demo") / "demo", seed=0)
+    """The default-size dataset, written once for this module (two processes: 2 cores)."""
+    return write_demo_dataset(tmp_path_factory.mktemp("demo") / "demo", seed=0, workers=2)
 
 
 @pytest.fixture(scope="module")
@@ -323,6 +323,8 @@ def test_au_model_and_renderer_reject_bad_input_plainly():
         au_to_landmarks(neutral, {99: 1.0})
     with pytest.raises(AUModelError, match="AU12 intensity 7.0 is outside"):
         au_to_landmarks(neutral, {"AU12": 7.0})
+    with pytest.raises(AUModelError, match="AU12 is given twice"):
+        au_to_landmarks(neutral, {12: 1.0, "AU12_r": 2.0})
     with pytest.raises(AUModelError, match="not an action unit name"):
         au_to_landmarks(neutral, {"smile": 1.0})
     with pytest.raises(AUModelError, match=r"shape \(5, 2\)"):

@@ -161,7 +161,9 @@ def check_intensities(aus: Mapping[int | str, float]) -> dict[int, float]:
         v = float(value)
         if not np.isfinite(v) or v < 0.0 or v > MAX_INTENSITY:
             raise AUModelError(f"AU{au:02d} intensity {value!r} is outside OpenFace's 0-5 scale")
-        out[au] = out.get(au, 0.0) + v
+        if au in out:
+            raise AUModelError(f"AU{au:02d} is given twice (as {key!r} and another name)")
+        out[au] = v
     return out
 
 

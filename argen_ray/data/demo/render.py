@@ -33,14 +33,11 @@ class RenderError(ArgenError, ValueError):
 def _spline(points: np.ndarray, per_segment: int = 8) -> np.ndarray:
     """A Catmull-Rom curve through `points` (open, end points repeated)."""
     p = np.concatenate([points[:1], points, points[-1:]])
-    t = np.linspace(0.0, 1.0, per_segment, endpoint=False)[:, None]
-    out = []
-    for i in range(1, len(p) - 2):
-        p0, p1, p2, p3 = p[i - 1], p[i], p[i + 1], p[i + 2]
-        out.append(0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
-                          + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3))
-    out.append(points[-1:])
-    return np.concatenate(out)
+    p0, p1, p2, p3 = p[:-3, None], p[1:-2, None], p[2:-1, None], p[3:, None]  # (segments, 1, 2)
+    t = np.linspace(0.0, 1.0, per_segment, endpoint=False)[None, :, None]
+    curve = 0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                   + (-p0 + 3 * p1 - 3 * p2 + p3) * t ** 3)
+    return np.concatenate([curve.reshape(-1, 2), points[-1:]])
 
 
 @lru_cache(maxsize=4)
