@@ -15,7 +15,7 @@ class ActionSpaceConfig(Section):
 class WarpConfig(Section):
     """The CPU warp backend (argen_ray/ard/warp.py, docs/warp.md)."""
 
-    max_side: int = Field(256, ge=32)         # longer references are downscaled before warping
+    max_side: int = Field(512, ge=32)         # longer references are downscaled before warping
     # Request AU intensities times au_scale = OpenFace 0-5 (prompts.jsonl stores 0-1 fractions).
     au_scale: float = Field(5.0, gt=0)
     text_encoder: str = "all-MiniLM-L6-v2"    # state text embedding: packaged MiniLM or a local folder

@@ -1,0 +1,358 @@
+"""A CPU generator backend: animate a real face by AU-driven piecewise-affine landmark warping.
+
+Where no GPU and no pretrained video-diffusion weights exist, the tiny random diffusion model of
+the local preset can only make noise. This backend makes real expression clips from the
+identity image alone, behind the same interface as the TI2V generator (`GeneratorBackend`):
+
+1. dlib's 68 iBUG landmarks of the reference (`argen_ray.faces.detect_landmarks`).
+2. Target landmarks: the FACS displacement model of `argen_ray.data.demo.au_model`
+   (`au_to_landmarks`: each AU moves fixed landmarks by intensity/5 of its full displacement, in
+   a face frame measured from the eye corners, so it applies to any frontal face).
+3. Each solved keyframe is rendered by a piecewise-affine warp of the reference: a fixed
+   triangulation of the 68 points plus a ring of fixed points around the face; every pixel
+   inside the ring is mapped back through its triangle's affine map (one `cv2.remap`), pixels
+   outside stay as they are. Where the inner-lip polygon opens wider than in the reference, the
+   reference's mouth interior moves with the upper lip and the rest of the opening is drawn as
+   the dark mouth cavity.
+
+The three policy action heads, mapped honestly (docs/warp.md):
+
+- guidance curve w_n (n = 1..N, from `guidance_curve`) -> per-frame intensity schedule
+  `s_n = clip((w_n - w_min) / (w_max - w_min), 0, 1)`; frame n shows the target AUs at
+  `s_n` times their intensity. The Beta curve's shape (alpha, beta) decides when the
+  expression builds up and how long it is held: a flat curve (alpha = beta = 1) is the apex
+  from frame 1 on; alpha = 3, beta = 1 ramps up towards the last frame. A constant guidance
+  value gives a constant schedule.
+- steps T -> the number of keyframes actually solved, `K = min(T, N)`, evenly spaced over the
+  N new frames (the last frame is always one). Frames between keyframes are cross-faded from
+  their two neighbouring keyframes (the reference counts as keyframe 0): a dissolve, not a
+  movement, so fewer keyframes are cheaper but ghost and follow the schedule only at the
+  keyframes. `nfe` = K: the backend's cost unit, in the role of UNet evaluations.
+- the seed: the warp is deterministic; the seed is carried for traceability only.
+
+Target AUs: `request.aus` (prompts.jsonl: 0-1 fractions of the maximum, times
+`generator.warp.au_scale` onto OpenFace's 0-5 scale); when empty, the emotion's prototype from
+the ASI knowledge base. AUs without landmark displacements are drawn by the closest modelled
+AU (`STAND_INS`); any other unknown AU is an error naming the request.
+
+`encode_state` is this backend's own policy state: the MiniLM sentence embedding of the
+prompt and, for the reference, its 68 landmarks in face-frame units plus the colour statistics
+of its face box.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from functools import lru_cache
+
+import numpy as np
+
+from argen_ray.ard.generator import GenerationRequest, GenerationResult, register_generator
+from argen_ray.data.demo.au_model import (AUModelError, au_number, au_to_landmarks, check_intensities,
+                                          face_frame, to_face_frame)
+from argen_ray.errors import ArgenError
+
+# AUs the knowledge base uses that the landmark model has no displacements for -> the modelled
+# AU that moves the same landmarks the same way (a weaker version of the movement).
+STAND_INS: dict[int, int] = {
+    24: 23,  # lip pressor -> lip tightener (the lips press and thin)
+    27: 26,  # mouth stretch -> jaw drop (the jaw opens wide)
+    43: 45,  # eyes closed -> blink
+}
+# Fixed points around the face, on an ellipse in face-frame units (inter-ocular distance = 1,
+# origin between the eyes, y down the face). Outside it the image is left untouched.
+RING_POINTS = 24
+RING_CENTRE = (0.0, 0.65)
+RING_AXES = (1.75, 1.6)
+RING_CLEARANCE = 0.75          # landmarks stay within this fraction of the ring (else it grows)
+CAVITY_DARKNESS = 0.3          # mouth-cavity colour = this times the mean lip colour
+INNER_MOUTH = list(range(60, 68))
+OUTER_MOUTH = list(range(48, 60))
+MODEL_ID = "argen-ray/warp-dlib68-facs"
+
+
+class WarpError(ArgenError, ValueError):
+    """A request the warp backend cannot animate; the message names the request and why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Action mapping: guidance curve -> intensity schedule, steps -> keyframes
+# ---------------------------------------------------------------------------------------------
+def intensity_schedule(guidance: np.ndarray | float, num_new: int, w_min: float, w_max: float) -> np.ndarray:
+    """(num_new,) fractions of the target intensity: w_n rescaled from [w_min, w_max] to [0, 1]."""
+    if w_max <= w_min:
+        raise WarpError(f"generator.w_max ({w_max}) must exceed generator.w_min ({w_min})")
+    w = np.asarray(guidance, dtype=np.float64)
+    if w.ndim == 0:
+        w = np.full(num_new, float(w))
+    if w.shape != (num_new,):
+        raise WarpError(f"guidance has {w.size} values for {num_new} new frames (one w_n per generated frame)")
+    if not np.isfinite(w).all():
+        raise WarpError("guidance contains NaN or infinite values")
+    return np.clip((w - w_min) / (w_max - w_min), 0.0, 1.0)
+
+
+def keyframe_positions(steps: int, num_new: int) -> np.ndarray:
+    """Frame positions (1..num_new) of the min(steps, num_new) keyframes; the last is num_new."""
+    count = min(int(steps), num_new)
+    return np.unique(np.round(np.linspace(0, num_new, count + 1)[1:]).astype(int))
+
+
+# ---------------------------------------------------------------------------------------------
+# The mesh: a fixed triangulation of the 68 landmarks and the ring
+# ---------------------------------------------------------------------------------------------
+def _ring(scale: float = 1.0) -> np.ndarray:
+    phi = np.linspace(0.0, 2 * np.pi, RING_POINTS, endpoint=False)
+    return np.stack([RING_CENTRE[0] + scale * RING_AXES[0] * np.cos(phi),
+                     RING_CENTRE[1] + scale * RING_AXES[1] * np.sin(phi)], axis=1)
+
+
+@lru_cache(maxsize=1)
+def mesh_triangles() -> np.ndarray:
+    """(T, 3) vertex indices over [68 landmarks, ring]: Delaunay on a canonical neutral face.
+
+    The inner lips are parted a little first, so the triangulation has a mouth interior
+    (triangles among points 60-67) that can open when the jaw drops. One triangulation serves
+    every face, so a face whose own landmarks are nearly coincident (closed lips) still warps.
+    """
+    from scipy.spatial import Delaunay
+
+    from argen_ray.data.demo.identity import neutral_template
+
+    face = neutral_template().astype(np.float64)
+    face[[61, 62, 63], 1] -= 0.03
+    face[[65, 66, 67], 1] += 0.03
+    return Delaunay(np.vstack([face, _ring()])).simplices.astype(np.int32)
+
+
+def _polygon_area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+class FaceWarper:
+    """Renders one reference face at any target landmark positions (piecewise-affine warp)."""
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray):
+        import cv2
+
+        self.image = image
+        self.landmarks = np.asarray(landmarks, dtype=np.float64)
+        self.origin, self.ex, self.ey, self.iod = face_frame(self.landmarks)
+        self.triangles = mesh_triangles()
+        # Grow the ring where this face's landmarks reach further out than the canonical face.
+        cx, cy = RING_CENTRE
+        local = to_face_frame(self.landmarks)
+        reach = np.sqrt(((local[:, 0] - cx) / RING_AXES[0]) ** 2 + ((local[:, 1] - cy) / RING_AXES[1]) ** 2).max()
+        self.ring_scale = max(1.0, float(reach) / RING_CLEARANCE)
+        self.ring = self._to_image(_ring(self.ring_scale))
+        h, w = image.shape[:2]
+        lo = np.floor(self.ring.min(0)).astype(int)
+        hi = np.ceil(self.ring.max(0)).astype(int) + 1
+        self.x0, self.y0 = max(0, lo[0]), max(0, lo[1])
+        self.x1, self.y1 = min(w, hi[0]), min(h, hi[1])
+        ys, xs = np.mgrid[self.y0:self.y1, self.x0:self.x1]
+        self.grid = np.stack([xs, ys, np.ones_like(xs)], axis=-1).astype(np.float64)  # (h', w', 3)
+        # Mouth-cavity colour: a darkened mean of the lip pixels (between outer and inner lips).
+        lips = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(lips, [np.round(self.landmarks[OUTER_MOUTH]).astype(np.int32)], 1)
+        cv2.fillPoly(lips, [np.round(self.landmarks[INNER_MOUTH]).astype(np.int32)], 0)
+        lip_pixels = image[lips.astype(bool)]
+        lip_colour = lip_pixels.mean(0) if len(lip_pixels) else image.reshape(-1, 3).mean(0)
+        self.cavity_colour = CAVITY_DARKNESS * lip_colour.astype(np.float32)
+        self.source_mouth_area = _polygon_area(self.landmarks[INNER_MOUTH])
+        self.source_mouth_mask = np.zeros((h, w), np.float32)
+        cv2.fillPoly(self.source_mouth_mask, [np.round(self.landmarks[INNER_MOUTH] * 16).astype(np.int32)], 1.0,
+                     cv2.LINE_AA, 4)
+
+    def _to_image(self, face_points: np.ndarray) -> np.ndarray:
+        return self.origin + self.iod * (face_points[:, :1] * self.ex + face_points[:, 1:] * self.ey)
+
+    def render(self, target: np.ndarray) -> np.ndarray:
+        """The reference warped so that its 68 landmarks move to `target` (68, 2)."""
+        import cv2
+
+        src = np.vstack([self.landmarks, self.ring])
+        dst = np.vstack([np.asarray(target, dtype=np.float64), self.ring])
+        s, d = src[self.triangles], dst[self.triangles]                       # (T, 3, 2)
+        d_h = np.concatenate([d, np.ones((len(d), 3, 1))], axis=2)            # (T, 3, 3) rows [x y 1]
+        area = np.abs(np.linalg.det(d_h)) / 2
+        keep = area > 1e-3                                                    # collapsed triangles cover no pixel
+        # Per triangle the affine map dst -> src: A @ [x, y, 1] = source position.
+        affine = np.zeros((len(d), 2, 3))
+        affine[keep] = np.swapaxes(np.linalg.solve(d_h[keep], s[keep]), 1, 2)
+        # Rasterise triangle ids at 1/16-pixel precision; pixels outside every triangle keep -1.
+        ids = np.full((self.y1 - self.y0, self.x1 - self.x0), -1, np.int32)
+        offset = np.array([self.x0, self.y0])
+        for t in np.flatnonzero(keep):
+            cv2.fillConvexPoly(ids, np.round((d[t] - offset) * 16).astype(np.int32), int(t), cv2.LINE_8, 4)
+        inside = ids >= 0
+        mapped = np.einsum("nij,nj->ni", affine[ids[inside]], self.grid[inside])
+        map_xy = self.grid[..., :2].copy()
+        map_xy[inside] = mapped
+        frame = self.image.copy()
+        frame[self.y0:self.y1, self.x0:self.x1] = cv2.remap(
+            self.image, map_xy[..., 0].astype(np.float32), map_xy[..., 1].astype(np.float32),
+            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        return self._fill_mouth(frame, dst[INNER_MOUTH])
+
+    def _fill_mouth(self, frame: np.ndarray, inner_mouth: np.ndarray) -> np.ndarray:
+        """Redraw a mouth that opened wider than in the reference.
+
+        Stretching the reference's mouth (teeth, or the thin dark line of closed lips) over the
+        opening looks wrong, so the reference's mouth interior moves rigidly with the upper
+        inner lip (upper teeth stay under the upper lip) and the rest of the opening is the
+        dark mouth cavity.
+        """
+        import cv2
+
+        if _polygon_area(inner_mouth) <= 1.05 * self.source_mouth_area + 0.5:
+            return frame
+        h, w = frame.shape[:2]
+        opening = np.zeros((h, w), np.float32)
+        cv2.fillPoly(opening, [np.round(inner_mouth * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
+        opening = cv2.GaussianBlur(opening, (0, 0), max(0.5, 0.015 * self.iod))[..., None]
+        shift = inner_mouth[1:4].mean(0) - self.landmarks[61:64].mean(0)
+        move = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+        teeth = cv2.warpAffine(self.image, move, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        teeth_mask = cv2.warpAffine(self.source_mouth_mask, move, (w, h), flags=cv2.INTER_LINEAR)[..., None]
+        inside = teeth_mask * teeth.astype(np.float32) + (1 - teeth_mask) * self.cavity_colour
+        out = frame.astype(np.float32) * (1 - opening) + inside * opening
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend
+# ---------------------------------------------------------------------------------------------
+@register_generator("warp")
+class WarpGenerator:
+    """The CPU warp backend, built from `cfg.generator` (a `GeneratorConfig`)."""
+
+    REFERENCE_CACHE = 64  # references kept with their landmarks (a group warps one image G times)
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.warp_cfg = cfg.warp
+        self.model_id = MODEL_ID
+        self._references: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    # -- 1. inputs ----------------------------------------------------------------------------
+    def check_request(self, request: GenerationRequest) -> int:
+        """Validate one request up front; returns N, the number of new frames."""
+        name = request.request_id or "<unnamed>"
+        image = np.asarray(request.image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise WarpError(f"request {name!r}: image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
+        num_frames = request.num_frames if request.num_frames is not None else self.cfg.num_frames
+        if int(num_frames) < 2:
+            raise WarpError(f"request {name!r}: num_frames={num_frames}; a clip needs the reference and >= 1 new frame")
+        if int(request.steps) < 1:
+            raise WarpError(f"request {name!r}: steps={request.steps}; at least one keyframe must be solved")
+        if not request.aus and not request.emotion:
+            raise WarpError(f"request {name!r}: neither target AUs nor an emotion to take the prototype AUs from")
+        return int(num_frames) - 1
+
+    def target_aus(self, request: GenerationRequest) -> dict[int, float]:
+        """Target AU intensities on OpenFace's 0-5 scale, stand-ins applied."""
+        name = request.request_id or "<unnamed>"
+        if request.aus:
+            aus = dict(request.aus)
+        else:
+            from argen_ray.asi.knowledge import prototype_aus
+
+            aus = prototype_aus(request.emotion)  # an ArgenError names an unknown emotion
+        out: dict[int, float] = {}
+        try:
+            for key, value in aus.items():
+                au = au_number(key)
+                au = STAND_INS.get(au, au)
+                out[au] = max(out.get(au, 0.0), float(value) * self.warp_cfg.au_scale)
+            return check_intensities(out)
+        except AUModelError as exc:
+            raise WarpError(f"request {name!r}: target AUs {aus}: {exc} (scaled by generator.warp.au_scale="
+                            f"{self.warp_cfg.au_scale})") from None
+
+    def prepare_reference(self, request: GenerationRequest) -> tuple[np.ndarray, np.ndarray]:
+        """(reference downscaled to warp.max_side, its 68 landmarks), cached per image."""
+        import cv2
+
+        from argen_ray.faces import detect_landmarks
+
+        image = np.ascontiguousarray(request.image)
+        key = hashlib.blake2b(repr(image.shape).encode() + image.tobytes(), digest_size=16).digest()
+        if key in self._references:
+            self._references.move_to_end(key)
+            return self._references[key]
+        found = detect_landmarks(image)  # on the full image: dlib's detector needs ~80 px faces
+        if found is None:
+            raise WarpError(f"request {request.request_id or '<unnamed>'!r}: no face found in the reference image "
+                            f"({image.shape[1]}x{image.shape[0]}); the warp backend needs a frontal face")
+        points = found.points.astype(np.float64)
+        scale = self.warp_cfg.max_side / max(image.shape[:2])
+        if scale < 1:
+            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            points = points * (np.array(size) / np.array(image.shape[1::-1]))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        self._references[key] = (image, points)
+        if len(self._references) > self.REFERENCE_CACHE:
+            self._references.popitem(last=False)
+        return image, points
+
+    # -- 2. generation ------------------------------------------------------------------------
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """One clip per request; all requests are checked before any work starts."""
+        plans = [(r, self.check_request(r), self.target_aus(r)) for r in requests]
+        return [self.generate_one(r, num_new, aus) for r, num_new, aus in plans]
+
+    def generate_one(self, request: GenerationRequest, num_new: int, aus: dict[int, float]) -> GenerationResult:
+        t0 = time.perf_counter()
+        image, points = self.prepare_reference(request)
+        schedule = intensity_schedule(request.guidance, num_new, self.cfg.w_min, self.cfg.w_max)
+        t1 = time.perf_counter()
+        warper = FaceWarper(image, points)
+        positions = keyframe_positions(request.steps, num_new)
+        keyframes = {0: image}
+        for n in positions:
+            level = schedule[n - 1]
+            keyframes[int(n)] = warper.render(au_to_landmarks(points, {au: level * v for au, v in aus.items()}))
+        t2 = time.perf_counter()
+        frames = np.empty((num_new + 1, *image.shape), np.uint8)
+        anchors = np.concatenate([[0], positions])
+        for a, b in zip(anchors[:-1], anchors[1:]):
+            start, end = keyframes[int(a)].astype(np.float32), keyframes[int(b)].astype(np.float32)
+            for n in range(a, b + 1):  # a dissolve between neighbouring keyframes
+                u = (n - a) / (b - a)
+                frames[n] = np.round((1 - u) * start + u * end).astype(np.uint8)
+        t3 = time.perf_counter()
+        return GenerationResult(frames=frames, nfe=len(positions),
+                                timings={"landmarks_s": t1 - t0, "keyframes_s": t2 - t1, "interpolate_s": t3 - t2},
+                                model_id=self.model_id, request_id=request.request_id)
+
+    # -- 3. policy state ----------------------------------------------------------------------
+    def encode_state(self, prompts: list[str], images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(MiniLM prompt embeddings (B, 384), reference embeddings (B, 142)), float32.
+
+        A reference's embedding: its 68 landmarks in face-frame units (136 values: face shape,
+        independent of position, size and roll) and the mean and standard deviation of each
+        colour channel inside the face box, scaled to about [-1, 1] (6 values).
+        """
+        from argen_ray.asi.retrieval import load_embedder
+
+        if len(prompts) != len(images):
+            raise WarpError(f"encode_state: {len(prompts)} prompts but {len(images)} images")
+        rows = []
+        for i, img in enumerate(images):
+            image, points = self.prepare_reference(GenerationRequest(image=np.asarray(img), prompt="", steps=1,
+                                                                     guidance=0.0, request_id=f"state image {i}"))
+            lo = np.clip(np.floor(points.min(0)).astype(int), 0, None)
+            hi = np.ceil(points.max(0)).astype(int) + 1
+            face = image[lo[1]:hi[1], lo[0]:hi[0]].reshape(-1, 3).astype(np.float32) / 255.0
+            stats = np.concatenate([face.mean(0) * 2 - 1, face.std(0) * 4 - 1])
+            rows.append(np.concatenate([to_face_frame(points).reshape(-1), stats]))
+        text = load_embedder(self.warp_cfg.text_encoder).encode(list(prompts))
+        return np.asarray(text, np.float32), np.asarray(rows, np.float32).reshape(len(images), -1)
+
+
+__all__ = ["FaceWarper", "STAND_INS", "WarpError", "WarpGenerator", "intensity_schedule",
+           "keyframe_positions", "mesh_triangles"]
