@@ -58,12 +58,16 @@ def neutral_template(face_width: float = 1.05, jaw_square: float = 3.0, chin: fl
                      upper_lip: float = 0.11, lower_lip: float = 0.14) -> np.ndarray:
     """A neutral frontal face's 68 iBUG landmarks in face-frame units (IOD = 1)."""
     pts = np.zeros((68, 2))
-    # Jaw 0-16: a superellipse from the right ear (image left) under the chin to the left ear.
-    phi = np.linspace(-0.08, np.pi + 0.08, 17)
+    # Jaw 0-16: a superellipse from the right ear (image left) under the chin to the left ear,
+    # with the 17 points evenly spaced along it as annotators place them.
+    phi = np.linspace(0.0, np.pi, 400)
     expo = 2.0 / jaw_square
     c, s = np.cos(phi), np.sin(phi)
-    pts[0:17, 0] = -face_width * np.sign(c) * np.abs(c) ** expo
-    pts[0:17, 1] = 0.05 + (chin - 0.05) * np.sign(s) * np.abs(s) ** expo
+    curve = np.stack([-face_width * np.sign(c) * np.abs(c) ** expo,
+                      0.05 + (chin - 0.05) * np.sign(s) * np.abs(s) ** expo], axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(curve, axis=0).T))])
+    even = np.linspace(0.0, arc[-1], 17)
+    pts[0:17] = np.stack([np.interp(even, arc, curve[:, 0]), np.interp(even, arc, curve[:, 1])], axis=1)
     # Brows 17-21 (outer -> inner, image left) and 22-26 (inner -> outer, image right).
     outer = np.array([-0.92, -brow_height + 0.07])
     inner = np.array([-0.20, -brow_height + 0.01])
