@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -149,3 +150,33 @@ def test_py_feat_backend_runs_where_installed():
     reading = est.estimate(frames)
     assert reading.face_found.all()
     assert reading.values[1, j("AU12")] > reading.values[0, j("AU12")]
+
+
+def test_landmark_changes_track_demo_ground_truth():
+    """First-frame -> apex change per clip, landmark estimate vs the demo's ground-truth CSV."""
+    from argen_ray.data import load_dataset
+    from argen_ray.data.demo import DEMO_VERSION, write_demo_dataset
+
+    root = write_demo_dataset(Path(tempfile.gettempdir()) / f"argen-asi-tests-demo-{DEMO_VERSION}", seed=0,
+                              num_identities=6)
+    truth, landmark = get_au_estimator("openface-csv"), get_au_estimator("landmark")
+    true_change, est_change = [], []
+    for record in load_dataset("dfew", root).records:
+        gt = truth.estimate(None, record=record)
+        apex = int(np.nanargmax(np.nansum(gt.values - gt.values[0], axis=1)))
+        if apex == 0:
+            continue
+        positions = np.array([0, apex])
+        reading = landmark.estimate(read_video(record.source, positions), frame_indices=positions)
+        assert reading.face_found.all(), record.clip_id
+        true_change.append(gt.values[apex] - gt.values[0])
+        est_change.append(reading.relative(0)[1])
+    true_change, est_change = np.array(true_change), np.array(est_change)
+    corr = {}
+    for name in AU_NAMES:
+        t, e = true_change[:, j(name)], est_change[:, j(name)]
+        corr[name] = float(np.corrcoef(t, e)[0, 1]) if t.std() > 1e-6 and e.std() > 1e-6 else float("nan")
+    print(f"landmark vs ground truth, {len(true_change)} clips, first->apex change, Pearson r per AU:")
+    print("  " + "  ".join(f"{k} {v:+.2f}" for k, v in corr.items()))
+    for name in ("AU01", "AU02", "AU04", "AU12", "AU26"):
+        assert corr[name] > 0.4, (name, corr[name])

@@ -30,10 +30,18 @@ def run(args: argparse.Namespace) -> int:
         from argen_ray.runtime import init_ray
 
         init_ray(cfg)
-        generate = actor_generate(start_vlm_actor(cfg))
+        actor = start_vlm_actor(cfg)
+        generate = actor_generate(actor)
     else:
+        actor = None
         generate = build_vlm(cfg.asi.vlm, seed=cfg.seed).generate
     summary = stage.run(dataset, generate)
+    if actor is not None:
+        import ray
+
+        info = ray.get(actor.info.remote())
+        print(f"[argen-ray] VLMActor {info['backend']} ({info['model']}, pid {info['pid']}) served "
+              f"{info['served']} requests")
     print(f"[argen-ray] prompts: {summary['prompts']} in {summary['prompts_file']} "
           f"({summary['identities']} identities x {', '.join(summary['emotions'])}; backend {summary['backend']})")
     print(f"[argen-ray] hallucination rate: {summary['hallucination_rate']:.1%} "

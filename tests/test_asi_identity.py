@@ -1,0 +1,85 @@
+"""Identity frames (DESIGN 2.1.1): quality checks with recorded reasons, most neutral frame per clip."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from argen_ray.asi.au import get_au_estimator
+from argen_ray.asi.identity import choose_identity_frame, select_identities
+from argen_ray.config.asi import IdentityConfig
+from argen_ray.data import ClipRecord, load_dataset
+from argen_ray.data.demo import DEMO_VERSION, write_demo_dataset
+from argen_ray.data.video import read_video
+
+
+@pytest.fixture(scope="module")
+def demo():
+    # Shared by the ASI test files: written once, then returned as is (write_demo_dataset resumes).
+    root = write_demo_dataset(Path(tempfile.gettempdir()) / f"argen-asi-tests-demo-{DEMO_VERSION}", seed=0,
+                              num_identities=6)
+    return load_dataset("dfew", root)
+
+
+def neutral_train(dataset):
+    return [r for r in dataset.split("train") if r.emotion == "neutral"]
+
+
+@pytest.mark.parametrize("backend", ["openface-csv", "landmark"])
+def test_chosen_frame_is_more_neutral_than_the_clip_median(demo, backend):
+    clips = neutral_train(demo)
+    selection = select_identities(clips, get_au_estimator(backend), IdentityConfig(), one_per_subject=False,
+                                  progress=False)
+    assert len(selection.chosen) >= len(clips) - 1
+    for frame in selection.chosen:
+        assert frame.mean_au < frame.clip_median_mean_au, (backend, frame.clip_id)
+        assert frame.image.shape[-1] == 3 and frame.identity_id == frame.clip_id
+    kept = {f.clip_id for f in selection.chosen}
+    for clip in clips:  # a clip left out says why
+        if clip.clip_id not in kept:
+            assert any(r.clip_id == clip.clip_id and r.frame_index is None for r in selection.rejections)
+
+
+def test_one_identity_per_subject(demo):
+    selection = select_identities(neutral_train(demo), get_au_estimator("openface-csv"), IdentityConfig(),
+                                  progress=False)
+    ids = [f.identity_id for f in selection.chosen]
+    assert len(ids) == len(set(ids)) and all(f.subject == f.identity_id for f in selection.chosen)
+    assert ids == sorted(ids)
+
+
+def test_every_rejected_frame_has_its_reason(demo, tmp_path):
+    clip = neutral_train(demo)[0]
+    frames = read_video(clip.source)
+    bad = frames.copy()
+    bad[0] = (bad[0] * 0.1).astype(np.uint8)                          # too dark
+    bad[1] = cv2.GaussianBlur(bad[1], (0, 0), 6)                      # blurred
+    bad[2] = np.full_like(bad[2], 128)                                # flat: no contrast
+    bad[3] = np.random.default_rng(0).integers(0, 255, bad[3].shape, dtype=np.uint8)  # noise: no face
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, frame in enumerate(bad):
+        Image.fromarray(frame).save(folder / f"{i:03d}.png")
+    record = ClipRecord(clip_id="edited", source=folder, label=2, subject="s", num_frames=len(bad))
+    chosen, rejections = choose_identity_frame(record, get_au_estimator("landmark"), IdentityConfig())
+    reasons = {r.frame_index: " | ".join(r.reasons) for r in rejections}
+    assert "brightness" in reasons[0]
+    assert "blurred" in reasons[1]
+    assert "low contrast" in reasons[2]
+    assert reasons[3] == "no face detected"
+    assert chosen is not None and chosen.frame_index >= 4
+
+
+def test_unusable_clips_are_rejections_not_crashes(demo, tmp_path):
+    clip = neutral_train(demo)[0]
+    tiny = IdentityConfig(size_min=4096)
+    chosen, rejections = choose_identity_frame(clip, get_au_estimator("openface-csv"), tiny)
+    assert chosen is None and rejections[-1].reasons == ["no frame passed the quality checks"]
+    assert "too small" in rejections[0].reasons[0]
+    broken = ClipRecord(clip_id="gone", source=tmp_path / "missing", label=2)
+    chosen, rejections = choose_identity_frame(broken, get_au_estimator("landmark"), IdentityConfig())
+    assert chosen is None and "unreadable clip" in rejections[0].reasons[0]
