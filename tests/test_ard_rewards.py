@@ -195,5 +195,7 @@ def test_bad_reference_batch_and_config_are_named_errors(scorer_no_au):
         scorer_no_au.score_many([video, video], steps=[5])
     with pytest.raises(RewardInputError, match="reward.face_detector: unknown detector 'nope'"):
         RewardScorer(RewardConfig(face_detector="nope"), T_MAX)
+    with pytest.raises(RewardInputError, match="reward.au_backend='nope': unknown AU backend"):
+        RewardScorer(RewardConfig(au_backend="nope"), T_MAX)
     with pytest.raises(RewardInputError, match="max_steps"):
         RewardScorer(RewardConfig(), 0)

@@ -167,7 +167,10 @@ class RewardScorer:
         if cfg.w_e > 0:
             from argen_ray.asi.au import get_au_estimator
 
-            self.au_estimator = get_au_estimator(cfg.au_backend)
+            try:
+                self.au_estimator = get_au_estimator(cfg.au_backend)
+            except ArgenError as exc:
+                raise RewardInputError(f"reward.au_backend={cfg.au_backend!r}: {exc}") from None
 
     # -- components ---------------------------------------------------------------------------
     def efficiency(self, steps: int) -> float:
