@@ -59,11 +59,12 @@ class ScorerActor:
 class ScorerPool:
     """Spreads videos over named ScorerActors and returns every score, in input order."""
 
-    def __init__(self, actors: list, cfg: RewardConfig):
+    def __init__(self, actors: list, cfg: RewardConfig, namespace: str | None = None):
         if not actors:
             raise ScorerPoolError("a scorer pool needs at least one actor")
         self.actors = list(actors)
         self.cfg = cfg
+        self.namespace = namespace
         self.rescored: list[int] = []  # video indices rescored after a crash, in the last call
 
     @classmethod
@@ -87,7 +88,7 @@ class ScorerPool:
             raise ScorerPoolError(f"scorer actors failed to start (reward.face_detector="
                                   f"{cfg.reward.face_detector!r}, reward.au_backend={cfg.reward.au_backend!r}): "
                                   f"{_root_message(exc)}") from None
-        return cls(actors, cfg.reward)
+        return cls(actors, cfg.reward, cfg.ray.namespace)
 
     def iter_scores(self, videos: Sequence, references: Sequence | None = None,
                     steps: Sequence[int] | None = None) -> Iterator[tuple[int, dict]]:
@@ -153,12 +154,28 @@ class ScorerPool:
 
         return ray.get([a.info.remote() for a in self.actors])
 
-    def shutdown(self) -> None:
-        """Kill the actors (the driver's end of a run; env runners never call this)."""
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Kill the actors (the driver's end of a run; env runners never call this).
+
+        Returns once their names are free, so a new pool in the same namespace never gets a
+        dying actor back from its get-or-create.
+        """
+        import time
+
         import ray
 
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
+        if self.namespace is None:  # not named by `from_config`: nothing to wait for
+            return
+        deadline = time.monotonic() + timeout_s
+        for i in range(len(self.actors)):
+            while time.monotonic() < deadline:
+                try:
+                    ray.get_actor(scorer_actor_name(i), namespace=self.namespace)
+                except ValueError:  # no live actor holds the name any more
+                    break
+                time.sleep(0.05)
 
 
 def _root_message(exc: BaseException) -> str:
