@@ -1,19 +1,36 @@
 """Generator section: TI2V diffusion or the CPU warp backend, action sets, guidance (DESIGN 2.2)."""
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from argen_ray.config.base import Section
 
 
 class ActionSpaceConfig(Section):
+    # The policy's three heads choose one value of each set (DESIGN 2.2).
     steps: list[int] = Field(default_factory=lambda: [5, 10, 15, 20, 25])
     alpha: list[float] = Field(default_factory=lambda: [1.0, 1.5, 2.0, 3.0])
     beta: list[float] = Field(default_factory=lambda: [1.0, 1.5, 2.0, 3.0])
 
+    @field_validator("steps")
+    @classmethod
+    def _positive_steps(cls, v: list[int]) -> list[int]:
+        if not v or any(s < 1 for s in v) or len(set(v)) != len(v):
+            raise ValueError(f"must be a non-empty list of distinct positive step counts, got {v}")
+        return v
+
+    @field_validator("alpha", "beta")
+    @classmethod
+    def _positive_shape(cls, v: list[float]) -> list[float]:
+        if not v or any(x <= 0 for x in v) or len(set(v)) != len(v):
+            raise ValueError(f"must be a non-empty list of distinct positive values, got {v}")
+        return v
+
 
 class WarpConfig(Section):
-    """The CPU warp backend (argen_ray/ard/warp.py, docs/warp.md)."""
+    """The CPU warp backend (argen_ray/ard/warp.py, docs/warp.md; owned by the warp backend)."""
 
     max_side: int = Field(512, ge=32)         # longer references are downscaled before warping
     # Request AU intensities times au_scale = OpenFace 0-5 (prompts.jsonl stores 0-1 fractions).
@@ -24,16 +41,33 @@ class WarpConfig(Section):
 class GeneratorConfig(Section):
     # Registered backend name: "ti2v" (diffusion) or "warp" (CPU landmark warping).
     backend: str = "warp"
-    # Local folder or hub id; "tiny" builds and caches a tiny random model for the local preset.
+    # Local folder or hub id of a ModelScope-layout text-to-video model; "tiny" builds and
+    # caches a tiny random model under $ARGEN_RAY_CACHE (local preset and tests).
     model: str = "tiny"
-    num_frames: int = 16          # F; N = F - 1 new frames
-    height: int = 64
-    width: int = 64
-    resample: int = 0             # r resample passes per step
-    w_min: float = 6.0
-    w_max: float = 12.0
+    variant: str | None = None    # weights variant of the folder, e.g. "fp16" for the hub model
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: str = "auto"          # "auto": cuda when the process sees a GPU, else cpu
+    num_frames: int = Field(16, ge=2)   # F of the output video, the reference included; N = F - 1
+    window: int = Field(16, ge=2)       # frames per UNet window; K = window - 1 condition frames
+    height: int = Field(64, ge=8)
+    width: int = Field(64, ge=8)
+    resample: int = Field(0, ge=0)      # r resample passes per DDIM step
+    negative_prompt: str = ""           # the unconditional half of classifier-free guidance
+    w_min: float = Field(6.0, ge=0)
+    w_max: float = Field(12.0, ge=0)
     action_space: ActionSpaceConfig = Field(default_factory=ActionSpaceConfig)
-    num_actors: int = 1
-    num_gpus: float = 0.0         # per GeneratorActor; fractional allowed
-    fps: int = 8
-    warp: WarpConfig = Field(default_factory=WarpConfig)
+    max_batch: int = Field(4, ge=1)     # requests sharing UNet calls (one group of G candidates)
+    num_actors: int = Field(1, ge=1)
+    num_gpus: float = Field(0.0, ge=0)  # per GeneratorActor; fractional allowed
+    num_cpus: float = Field(1.0, gt=0)  # per GeneratorActor (its torch threads on a CPU node)
+    use_ray: bool = False               # `argen-ray generate` through the GeneratorActor pool
+    fps: int = Field(8, ge=1)
+    warp: WarpConfig = Field(default_factory=WarpConfig)  # the "warp" backend's own knobs
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "GeneratorConfig":
+        if self.w_min > self.w_max:
+            raise ValueError(f"w_min ({self.w_min}) must not exceed w_max ({self.w_max})")
+        if self.height % 8 or self.width % 8:
+            raise ValueError(f"height and width must be multiples of 8 (the VAE), got {self.height}x{self.width}")
+        return self

@@ -1,0 +1,108 @@
+"""A tiny random text-to-video model in the ModelScope folder layout, built in code and cached.
+
+The local preset (`generator.model: tiny`) and the tests run the real TI2V pipeline on it: the
+same diffusers classes as `damo-vilab/text-to-video-ms-1.7b` (UNet3DConditionModel,
+AutoencoderKL with 8x spatial compression, CLIP text encoder and tokenizer, DDIM scheduler with
+that model's schedule), only with a few channels and random weights, so a 16-frame 64x64 video
+takes seconds on a CPU. The folder (`unet/ vae/ text_encoder/ tokenizer/ scheduler/
+model_index.json`) is built once under `$ARGEN_RAY_CACHE` (default `~/.cache/argen-ray`),
+atomically (temporary folder + rename), and reused afterwards.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Bump when the architecture or the weights' seed change: a new folder is built beside the old.
+TINY_VERSION = "v1"
+TINY_MODEL_NAME = f"tiny-t2v-{TINY_VERSION}"
+TINY_SEED = 0
+
+# Whole-word tokens for the tiny CLIP tokenizer, so ASI prompts fit into 77 tokens; any other
+# word falls back to single characters, which are always in the vocabulary.
+_WORDS = """a an the of and with to in on at by from is are her his their face person man woman
+neutral happy sad angry surprise surprised disgust disgusted fear fearful expression facial
+inner outer brow brows eye eyes lid lids upper lower cheek cheeks nose lip lips corner corners
+mouth jaw chin teeth open opens raise raises rise rises raised lower lowers lowered pull pulls
+pulled stretch stretches stretched tighten tightens wrinkle wrinkles drop drops part parts
+wide widen widens slightly moderately strongly together up down apart while as""".split()
+
+# DDIM settings of damo-vilab/text-to-video-ms-1.7b's scheduler, so the tiny model's timesteps
+# and noise levels are the real model's.
+SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ARGEN_RAY_CACHE") or Path.home() / ".cache" / "argen-ray")
+
+
+def tiny_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The tiny model's folder, built on first use (safe when several processes race)."""
+    target = Path(cache_dir or cache_root()) / TINY_MODEL_NAME
+    if (target / "model_index.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{TINY_MODEL_NAME}.", dir=target.parent))
+    try:
+        build_tiny_t2v().save_pretrained(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process finished first: its folder is complete (rename is atomic); use it.
+            if not (target / "model_index.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _tiny_tokenizer():
+    """A CLIP BPE tokenizer built in code: characters, plus merge chains that spell _WORDS."""
+    from transformers import CLIPTokenizer
+
+    chars = [chr(c) for c in range(33, 127)]
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
+    merges: list[tuple[str, str]] = []
+    for word in dict.fromkeys(_WORDS):
+        if len(word) < 2:
+            continue
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        left = pieces[0]
+        for right in pieces[1:]:
+            merged = left + right
+            if merged not in tokens:
+                tokens.append(merged)
+                merges.append((left, right))
+            left = merged
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def build_tiny_t2v():
+    """The tiny model as diffusers' own TextToVideoSDPipeline (so its model_index.json is the
+    ModelScope one), with seeded random weights."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from diffusers.pipelines.deprecated.text_to_video_synthesis import TextToVideoSDPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = _tiny_tokenizer()
+    torch.manual_seed(TINY_SEED)
+    unet = UNet3DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, block_out_channels=(16, 16, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=8, sample_size=64)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, projection_dim=32, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    scheduler = DDIMScheduler(**SCHEDULER_CONFIG)
+    return TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                 scheduler=scheduler)
