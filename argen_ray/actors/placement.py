@@ -31,14 +31,11 @@ class ActorPlacement:
     """A ready placement group for one role and the `.options(...)` of each of its actors."""
 
     role: str
-    group: object                  # ray.util.placement_group.PlacementGroup
+    group: object | None           # PlacementGroup; None inside a Tune trial (its group holds the bundles)
+    count: int
     num_gpus: float
     num_cpus: float
     resources: dict[str, float]
-
-    @property
-    def count(self) -> int:
-        return len(self.group.bundle_specs)
 
     def actor_options(self, index: int) -> dict:
         """Options that put actor `index` of the role into its bundle."""
@@ -46,14 +43,18 @@ class ActorPlacement:
 
         if not 0 <= index < self.count:
             raise PlacementError(f"{self.role} actor index {index} outside its {self.count} bundles")
-        return {"num_gpus": self.num_gpus, "num_cpus": self.num_cpus, "resources": dict(self.resources) or None,
-                "scheduling_strategy": PlacementGroupSchedulingStrategy(
-                    placement_group=self.group, placement_group_bundle_index=index)}
+        options = {"num_gpus": self.num_gpus, "num_cpus": self.num_cpus, "resources": dict(self.resources) or None}
+        if self.group is not None:
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                placement_group=self.group, placement_group_bundle_index=index)
+        return options
 
     def remove(self) -> None:
-        from ray.util import remove_placement_group
+        if self.group is not None:
+            from ray.util import remove_placement_group
 
-        remove_placement_group(self.group)
+            remove_placement_group(self.group)
+            self.group = None
 
 
 def bundles(cfg, role: str) -> list[dict[str, float]]:
@@ -68,13 +69,20 @@ def bundles(cfg, role: str) -> list[dict[str, float]]:
 
 
 def reserve_gpu_actors(cfg, role: str, timeout_s: float = 60.0) -> ActorPlacement:
-    """Create (or find, by name) the role's placement group and wait until it is placed."""
+    """Create (or find, by name) the role's placement group and wait until it is placed.
+
+    Inside a Tune trial the trial's own placement group (`trial_resources`) already holds these
+    bundles and captures the actors the trial creates, so no second group is reserved.
+    """
     import ray
-    from ray.util.placement_group import placement_group
+    from ray.util.placement_group import get_current_placement_group, placement_group
 
     specs = bundles(cfg, role)
     count, gpus, cpus = GPU_ROLES[role](cfg)
-    name = f"argen-{role}-pg"
+    resources = cfg.ray.node_group_resources("gpu")
+    if get_current_placement_group() is not None:
+        return ActorPlacement(role, None, int(count), float(gpus), float(cpus), resources)
+    name = f"argen-{role}-{cfg.ray.namespace}"
     try:
         group = ray.util.get_placement_group(name)
     except ValueError:
@@ -89,4 +97,19 @@ def reserve_gpu_actors(cfg, role: str, timeout_s: float = 60.0) -> ActorPlacemen
             f"{ {k: v for k, v in sorted(available.items()) if not k.startswith('node:')} } free "
             f"(lower generator.num_gpus / num_actors, or add GPU workers advertising "
             f"{cfg.ray.gpu_node_resource!r})")
-    return ActorPlacement(role, group, float(gpus), float(cpus), cfg.ray.node_group_resources("gpu"))
+    return ActorPlacement(role, group, int(count), float(gpus), float(cpus), resources)
+
+
+def trial_resources(cfg):
+    """A Tune trial's resources: the trial itself (a driver, like `ray job submit`'s), its
+    generator actors' bundles and its scorer actors' bundles, so Tune only starts a trial whose
+    actors fit, and the actors the trial creates are captured into these bundles."""
+    from ray.tune import PlacementGroupFactory
+
+    t = cfg.train
+    scorer = {"CPU": float(cfg.reward.scorer_num_cpus), **cfg.ray.node_group_resources("cpu")}
+    env_runner = {"CPU": float(t.env_runner_num_cpus) or 0.01}
+    learner = {"CPU": 1.0, **({"GPU": float(t.learner_num_gpus)} if t.learner_num_gpus else {})}
+    # Ray rejects all-zero bundles; the trial's own work is the driver's small share.
+    return PlacementGroupFactory([{"CPU": 0.01}] + bundles(cfg, "generator") + [dict(scorer)] * cfg.reward.num_scorers
+                                 + [dict(env_runner)] * t.num_env_runners + [dict(learner)] * t.num_learners)

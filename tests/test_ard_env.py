@@ -1,0 +1,89 @@
+"""ARGenEnv on real actors: one vector step = the G candidates of one state, scored; NEXT_STEP
+autoreset; every state visited; a generator actor killed mid-call is restarted and retried."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from train_setup import ROOT, fast_overrides, fresh_run
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    import ray
+
+    from argen_ray.ard.env import CandidateEvaluator
+    from argen_ray.ard.states import build_state_encoder, load_states
+    from argen_ray.config import load_config
+    from argen_ray.runtime import init_ray
+
+    run_dir = fresh_run(tmp_path_factory, tmp_path_factory.mktemp("env") / "run")
+    cfg = load_config(ROOT / "configs" / "local.yaml", fast_overrides(run_dir, reward__w_e=0))
+    init_ray(cfg)
+    evaluator = CandidateEvaluator(cfg)
+    states = load_states(cfg, build_state_encoder(cfg, evaluator.generators))
+    yield cfg, states
+    ray.shutdown()
+
+
+def _env(cfg, states):
+    from argen_ray.ard.env import ARGenEnv
+
+    return ARGenEnv({"cfg": cfg, "states": states, "num_envs": cfg.reward.group_size})
+
+
+def test_one_vector_step_scores_the_group_of_one_state(world):
+    cfg, states = world
+    env = _env(cfg, states)
+    obs, infos = env.reset(seed=3)
+    G = cfg.reward.group_size
+    assert obs["text_emb"].shape == (G, states.text_emb.shape[1])
+    assert (obs["text_emb"] == obs["text_emb"][0]).all() and len(set(infos["group_id"])) == 1
+    steps_values = cfg.generator.action_space.steps
+    actions = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2], [4, 3, 0]])[:G]
+    obs2, rewards, terminated, truncated, step_infos = env.step(actions)
+    assert terminated.all() and not truncated.any()
+    # The reward of each candidate is its score; the group id is the one of the reset.
+    np.testing.assert_allclose(rewards, step_infos["score"], rtol=1e-6)
+    assert list(step_infos["group_id"]) == list(infos["group_id"])
+    chosen = [steps_values[a[0]] for a in actions]
+    assert list(step_infos["steps"]) == chosen
+    np.testing.assert_allclose(step_infos["r_t"], [1 - t / max(steps_values) for t in chosen])
+    assert (step_infos["nfe"] > 0).all() and step_infos["generate_s"][0] > 0
+    # NEXT_STEP autoreset: the following step starts a new state, no reward, not terminal.
+    obs3, rewards3, terminated3, _, infos3 = env.step(actions)
+    assert not terminated3.any() and (rewards3 == 0).all()
+    assert infos3["group_id"][0] != infos["group_id"][0]
+
+
+def test_every_state_is_visited_once_per_pass(world):
+    cfg, states = world
+    env = _env(cfg, states)
+    env.reset(seed=0)
+    seen = {env.states.rows[env._state]["prompt_id"]}
+    for _ in range(len(states) - 1):
+        _, infos = env.reset()
+        seen.add(infos["prompt_id"][0])
+    assert seen == {r["prompt_id"] for r in states.rows}
+
+
+def test_generator_actor_killed_mid_call_is_restarted_and_the_request_retried(world):
+    import ray
+
+    from argen_ray.ard.env import CandidateEvaluator
+
+    cfg, states = world
+    evaluator = CandidateEvaluator(cfg)
+    n = 12  # a long batched call, so the kill lands inside it
+    actions = np.tile([[4, 0, 0]], (n, 1))
+    victim = evaluator.generators.actors[0]
+    killer = threading.Timer(0.4, lambda: ray.kill(victim, no_restart=False))
+    killer.start()
+    t0 = time.perf_counter()
+    rows = evaluator.evaluate(states, [0] * n, actions, seed=1)
+    killer.join()
+    assert evaluator.retried >= 1, f"the kill missed the call ({time.perf_counter() - t0:.2f} s)"
+    assert len(rows) == n and all(np.isfinite(r["score"]) for r in rows)

@@ -1,0 +1,75 @@
+"""`argen-ray train`: killed mid-way and rerun, it resumes from the last checkpoint (the iteration
+counter and the MLflow run continue); it logs per iteration to MLflow and writes its artifacts."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from train_setup import ROOT, fast_overrides, fresh_run
+
+
+def _kill_leftovers(marker: str) -> None:
+    """Ray processes of the killed driver's own session (found by its private temp dir)."""
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if any(marker in part for part in (proc.info["cmdline"] or [])):
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+
+def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_path):
+    run_dir = fresh_run(tmp_path_factory, tmp_path / "run")
+    sets = [x for o in fast_overrides(run_dir, train__iterations=4, reward__w_e=0) for x in ("--set", o)]
+    command = [sys.executable, "-m", "argen_ray.cli", "train", "--config", "configs/local.yaml", *sets]
+    temp = f"/tmp/argen-resume-{secrets.token_hex(3)}"
+    env = {**os.environ, "RAY_TMPDIR": temp}
+    env.pop("RAY_ADDRESS", None)
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    marker = run_dir / "policy" / "checkpoints" / "iter_000002" / "argen_state.json"
+    try:
+        deadline = time.time() + 400
+        while not marker.is_file() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert marker.is_file(), (first.stdout.read() if first.poll() is not None else "timed out")[-3000:]
+        first.send_signal(signal.SIGKILL)  # mid-way, no chance to clean up
+        first.wait(timeout=30)
+    finally:
+        _kill_leftovers(temp)
+    assert not (run_dir / "policy" / "checkpoints" / "iter_000004").exists()  # really killed mid-way
+
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
+    _kill_leftovers(temp)
+    assert second.returncode == 0, second.stderr[-4000:]
+    resumed_from = int(json.loads(marker.read_text())["iteration"])
+    assert f"resumed after iteration {resumed_from}" in second.stdout and resumed_from >= 2
+    history = [json.loads(line) for line in (run_dir / "policy" / "history.jsonl").read_text().splitlines()]
+    assert sorted({h["iteration"] for h in history}) == [1, 2, 3, 4]
+    state = json.loads((run_dir / "policy" / "state.json").read_text())
+    assert state["iteration"] == 4 and Path(state["checkpoint"]).name == "iter_000004"
+    # Old checkpoints are pruned to train.keep_checkpoints, newest kept.
+    kept = sorted(p.name for p in (run_dir / "policy" / "checkpoints").glob("iter_*"))
+    assert kept[-1] == "iter_000004" and len(kept) <= 2
+
+    # One MLflow run across both processes, with every per-iteration metric up to step 4.
+    with sqlite3.connect(run_dir / "mlflow.db") as db:
+        runs = db.execute("select run_uuid, status from runs").fetchall()
+        assert len(runs) == 1 and runs[0][1] == "FINISHED" and runs[0][0] == state["mlflow_run_id"]
+        steps = {k: max(s for (s,) in db.execute("select step from metrics where key=?", (k,)))
+                 for k in ("score", "r_t", "r_q", "r_f", "nfe", "steps", "entropy_steps", "entropy_alpha",
+                           "entropy_beta", "wall_s")}
+        assert set(steps.values()) == {4}
+    for artifact in ("policy.pt", "reward_curve.png", "eval.json"):
+        assert (run_dir / "policy" / artifact).is_file(), artifact
+    evaluation = json.loads((run_dir / "policy" / "eval.json").read_text())
+    assert evaluation["num_states"] == 2 and {"score", "nfe", "steps"} <= set(evaluation["policy"])
