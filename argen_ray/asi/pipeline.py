@@ -3,7 +3,8 @@
 scarce emotions -> identity frames of neutral training clips -> per identity x emotion: retrieve
 k knowledge-base candidates -> VLM fusion (batched) -> hallucination filter -> one JSONL line.
 Outputs under `<run_dir>/prompts/`: `prompts.jsonl` (resumable: finished prompts are skipped on
-rerun), `identities/<identity>.png`, `identity_rejections.jsonl` and `summary.json` (atomic).
+rerun), `identities/<identity>.png`, `identity_rejections.jsonl`, `summary.json` and
+`overview.png` (identity frames; asserted vs dropped actions per emotion), all written atomically.
 """
 from __future__ import annotations
 
@@ -161,6 +162,10 @@ class PromptStage:
         if not emotions:
             raise PromptStageError("no target emotions: the dataset has no scarce class and asi.emotions is not set")
         store = JsonlStore(self.out / "prompts.jsonl", key="prompt_id")
+        others = sorted({r.get("backend") for r in store} - {self.cfg.asi.vlm.backend})
+        if others:  # resuming keeps finished prompts; say so when they came from another backend
+            print(f"[argen-ray] note: {store.path} already holds prompts from backend(s) {others}; they are "
+                  "kept (delete the file to regenerate them with the current backend)")
         selection = self.select(dataset)
         images = save_identity_images(selection, self.out)
         todo = self.pending(selection, emotions, store)
@@ -188,4 +193,45 @@ class PromptStage:
                    "identity_rejections": selection.reason_counts(), "backend": self.cfg.asi.vlm.backend,
                    **stats.as_dict()}
         atomic_write_json(self.out / "summary.json", summary)
+        write_overview(self.out / "overview.png", selection, list(store))
         return summary
+
+
+def write_overview(target: Path, selection: IdentitySelection, records: list[dict], max_faces: int = 12) -> Path:
+    """Identity frames (left) and, per emotion, actions asserted vs dropped by the filter (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from argen_ray.io import atomic_path
+
+    faces = selection.chosen[:max_faces]
+    cols = min(4, max(1, len(faces)))
+    rows = max(1, -(-len(faces) // cols))
+    fig = plt.figure(figsize=(4 + 1.6 * cols, max(3.0, 1.7 * rows)))
+    grid = fig.add_gridspec(rows, cols + 3)
+    for i, face in enumerate(faces):
+        ax = fig.add_subplot(grid[i // cols, i % cols])
+        ax.imshow(face.image)
+        ax.set_title(f"{face.identity_id}\n{face.clip_id} f{face.frame_index}", fontsize=7)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[:, cols:])
+    emotions = sorted({r["emotion"] for r in records})
+    asserted = [sum(len(r["asserted_aus"]) for r in records if r["emotion"] == e) for e in emotions]
+    dropped = [sum(len(r["dropped_aus"]) for r in records if r["emotion"] == e) for e in emotions]
+    x = np.arange(len(emotions))
+    fallbacks = [sum(bool(r["fell_back"]) for r in records if r["emotion"] == e) for e in emotions]
+    ax.bar(x - 0.27, asserted, 0.27, label="actions asserted")
+    ax.bar(x, dropped, 0.27, label="actions dropped (hallucinated)")
+    ax.bar(x + 0.27, fallbacks, 0.27, label="prompts fallen back to template")
+    ax.set_xticks(x, emotions)
+    ax.set_ylabel("count")
+    total = sum(asserted)
+    ax.set_title(f"{len(records)} prompts, hallucination rate {sum(dropped) / total if total else 0:.1%}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return target
