@@ -275,14 +275,12 @@ class LandmarkAUEstimator:
     `values` are absolute readings (0-5) against a population-neutral face (py-feat's neutral
     68-point face); they are only trustworthy as changes within one person, so compare frames
     of one clip or a clip with its own reference through `relative()`.
-    `landmarks` (F, 68, 2; NaN without a face) are kept on the estimator's last reading.
     """
 
     name = "landmark"
 
     def __init__(self, calibration: str | os.PathLike | None = None):
         self.calibration = LandmarkCalibration.load(calibration or CALIBRATION_FILE)
-        self.last_landmarks: np.ndarray | None = None
 
     def estimate(self, frames: np.ndarray | None, *, record: "ClipRecord | None" = None,
                  frame_indices: np.ndarray | None = None) -> AUReading:
@@ -293,13 +291,10 @@ class LandmarkAUEstimator:
         frames = check_frames(frames)
         check_frame_indices(frames, frame_indices)
         measures = np.full((len(frames), len(MEASURES)), np.nan)
-        landmarks = np.full((len(frames), 68, 2), np.nan)
         for i, frame in enumerate(frames):
             found = detect_landmarks(frame)
             if found is not None:
-                landmarks[i] = found.points
                 measures[i] = face_measures(found.points)
-        self.last_landmarks = landmarks
         signed = self.calibration.intensities(measures)
         return AUReading(names=list(AU_NAMES), values=np.clip(signed, 0.0, AU_MAX),
                          face_found=~np.isnan(measures[:, 0]), signed=signed)
