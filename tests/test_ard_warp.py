@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from argen_ray.ard.generator import GenerationRequest, build_generator
-from argen_ray.ard.warp import WarpError, WarpGenerator, intensity_schedule, keyframe_positions
+from argen_ray.ard.warp import WarpError, WarpGenerator, intensity_schedule, keyframe_positions, mesh_triangles
 from argen_ray.config.generator import GeneratorConfig
 from argen_ray.faces import haar_faces, shape_predictor_path
 
@@ -126,6 +126,15 @@ def test_steps_are_keyframes_solved_and_the_rest_is_cross_faded(generator, feat_
     blend = (2 * few.frames[6].astype(float) + few.frames[9]) / 3
     assert np.abs(few.frames[7] - blend).max() <= 1.0
     assert not np.array_equal(few.frames[7], full.frames[7])
+
+
+def test_mesh_keeps_the_lips_apart():
+    # Only the mouth interior (60-67) may join the upper lip to the lower lip: any other
+    # triangle across the mouth would stretch the lips when the jaw drops.
+    upper, lower = {49, 50, 51, 52, 53, 61, 62, 63}, {55, 56, 57, 58, 59, 65, 66, 67}
+    across = [t for t in map(set, mesh_triangles().tolist()) if t & upper and t & lower and not t <= set(range(60, 68))]
+    assert not across
+    assert sum(set(t) <= set(range(60, 68)) for t in mesh_triangles().tolist()) == 6  # the octagon, filled
 
 
 def test_stand_in_aus_and_request_intensities(generator, feat_neutral):

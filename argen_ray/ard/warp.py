@@ -112,15 +112,19 @@ def _ring(scale: float = 1.0) -> np.ndarray:
 def mesh_triangles() -> np.ndarray:
     """(T, 3) vertex indices over [68 landmarks, ring]: Delaunay on a canonical neutral face.
 
-    The inner lips are parted a little first, so the triangulation has a mouth interior
-    (triangles among points 60-67) that can open when the jaw drops. One triangulation serves
-    every face, so a face whose own landmarks are nearly coincident (closed lips) still warps.
+    The inner lips are parted a little and their corners drawn in first, so the triangulation
+    has a mouth interior (triangles among points 60-67) that can open when the jaw drops, and no
+    triangle joins the upper lip to the lower lip outside it (which would smear the lips). One
+    triangulation serves every face, so a face whose own landmarks nearly coincide (closed lips)
+    still warps.
     """
     from scipy.spatial import Delaunay
 
     from argen_ray.data.demo.identity import neutral_template
 
     face = neutral_template().astype(np.float64)
+    centre = face[INNER_MOUTH].mean(0)
+    face[INNER_MOUTH, 0] = centre[0] + 0.8 * (face[INNER_MOUTH, 0] - centre[0])
     face[[61, 62, 63], 1] -= 0.03
     face[[65, 66, 67], 1] += 0.03
     return Delaunay(np.vstack([face, _ring()])).simplices.astype(np.int32)
