@@ -45,10 +45,11 @@ class CandidateEvaluator:
     retried `train.actor_retries` times: Ray restarts the actor and the request is resent.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, placement=None):
         from argen_ray.ard.guidance import ActionSpace
 
         self.cfg = cfg
+        self.placement = placement  # the driver's reserved bundles; env runners find actors by name
         self.action_space = ActionSpace.from_config(cfg.generator)
         self._generators = None
         self._scorers = None
@@ -69,6 +70,13 @@ class CandidateEvaluator:
 
             self._scorers = ScorerPool.from_config(self.cfg)
         return self._scorers
+
+    def shutdown(self) -> None:
+        """Kill the pools' actors (the driver's end of a run; env runners never call this)."""
+        for pool in (self._generators, self._scorers):
+            if pool is not None:
+                pool.shutdown()
+        self._generators = self._scorers = None
 
     def _with_retries(self, what: str, call):
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError

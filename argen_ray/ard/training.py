@@ -169,14 +169,17 @@ class TrainSummary:
 class PolicyTrainer:
     """One training run of ARD's policy; rerunning with the same config resumes it."""
 
-    def __init__(self, cfg: Config, prompts_path: str | os.PathLike | None = None):
+    def __init__(self, cfg: Config, prompts_path: str | os.PathLike | None = None,
+                 states_cache: str | os.PathLike | None = None):
         self.cfg = cfg
+        self.states_cache = Path(states_cache) if states_cache else None
         self.prompts_path = Path(prompts_path or cfg.path("prompts", "prompts.jsonl"))
         if not self.prompts_path.is_file():
             raise TrainingError(f"{self.prompts_path} does not exist: run `argen-ray prompts` first (same --config)")
         self.policy_dir = cfg.path("policy")
         self.checkpoint_dir = self.policy_dir / "checkpoints"
         self.algo = None
+        self.placement = None
         self.evaluator: CandidateEvaluator | None = None
         self.train_states: StateSet | None = None
         self.eval_states: StateSet | None = None
@@ -190,10 +193,10 @@ class PolicyTrainer:
 
         init_ray(self.cfg)
         self._check_local_cpus()
-        reserve_gpu_actors(self.cfg, "generator")
-        self.evaluator = CandidateEvaluator(self.cfg)
+        self.placement = reserve_gpu_actors(self.cfg, "generator")
+        self.evaluator = CandidateEvaluator(self.cfg, self.placement)
         encoder = build_state_encoder(self.cfg, self.evaluator.generators)
-        states = load_states(self.cfg, encoder, self.prompts_path, progress=progress)
+        states = load_states(self.cfg, encoder, self.prompts_path, self.states_cache, progress=progress)
         self.train_states, self.eval_states = states.split(self.cfg.train.eval_states, self.cfg.seed)
         self.evaluator.scorers  # start the scorer pool before the env runners look it up
         self.algo = build_algorithm_config(self.cfg, self.train_states).build_algo()
@@ -357,6 +360,13 @@ class PolicyTrainer:
                             self._mlflow_run_id, history)
 
     def close(self) -> None:
+        """Stop the algorithm and release this run's actors and placement group, so a later run
+        in the same Ray (another config, another trial) never reuses actors built for this one."""
         if self.algo is not None:
             self.algo.stop()
             self.algo = None
+        if self.evaluator is not None:
+            self.evaluator.shutdown()
+        if self.placement is not None:
+            self.placement.remove()
+            self.placement = None

@@ -97,7 +97,8 @@ def _run_trial(params: dict, *, config_path: str | None, overrides: list[str], s
     cfg = load_config(config_path, overrides + overrides_of(params) + overrides_of({
         "run_dir": str(Path(sweep_dir) / "trials" / trial), "ray.namespace": f"argen-tune-{ctx.get_trial_id()}",
         "tracking.enabled": False, "train.progress": False}))
-    trainer = PolicyTrainer(cfg, prompts_path)
+    # Trials share the sweep run's state-embedding cache: the states are the same for every trial.
+    trainer = PolicyTrainer(cfg, prompts_path, states_cache=Path(sweep_dir).parents[1] / "policy")
     last = cfg.train.iterations
     try:
         summary = trainer.run(on_iteration=lambda it, m: tune.report(m) if it < last else None)
@@ -134,7 +135,7 @@ def run_sweep(cfg: Config, spec: SweepSpec, config_path: str | None, overrides: 
     prompts = Path(prompts_path or cfg.path("prompts", "prompts.jsonl")).resolve()
     if not prompts.is_file():
         raise SweepError(f"{prompts} does not exist: run `argen-ray prompts` first (same --config)")
-    base = list(overrides) + overrides_of(spec.set)
+    base = overrides_of(spec.set) + list(overrides)  # the command line wins over the sweep's `set`
     for point in spec.points():  # every trial's config must validate before anything starts
         try:
             load_config(config_path, base + overrides_of(point))
