@@ -60,7 +60,7 @@ class CandidateEvaluator:
         if self._generators is None:
             from argen_ray.actors.generator import GeneratorPool
 
-            self._generators = GeneratorPool.from_config(self.cfg)
+            self._generators = GeneratorPool.from_config(self.cfg, placement=self.placement)
         return self._generators
 
     @property

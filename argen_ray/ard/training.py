@@ -122,7 +122,20 @@ def evaluate_policy(cfg: Config, policy: PolicyHandle, states: StateSet, evaluat
         return {k: float(np.mean([r[k] for r in rows])) for k in CANDIDATE_FIELDS if rows[0][k] is not None}
 
     pol = means(policy_rows)
-    return EvalResult(pol, means(random_rows), pol["score"] - cfg.train.nfe_cost * pol["nfe"], len(states), per_state)
+    return EvalResult(pol, means(random_rows), objective_score(cfg, pol) - cfg.train.nfe_cost * pol["nfe"],
+                      len(states), per_state)
+
+
+def objective_score(cfg: Config, means: dict[str, float]) -> float:
+    """The held-out score under `train.objective_weights` (the run's own score when unset)."""
+    weights = cfg.train.objective_weights
+    if weights is None:
+        return means["score"]
+    missing = [w for w, v in weights.items() if v and f"r_{w[2:]}" not in means]
+    if missing:
+        raise TrainingError(f"train.objective_weights weighs {missing} but this run did not compute "
+                            f"{[f'r_{w[2:]}' for w in missing]} (its reward weight is 0)")
+    return float(sum(v * means[f"r_{w[2:]}"] for w, v in weights.items() if v))
 
 
 def plot_reward_curve(history: list[dict], target: Path) -> Path:
@@ -142,11 +155,14 @@ def plot_reward_curve(history: list[dict], target: Path) -> Path:
     ax.set_xlabel("iteration")
     ax.set_ylabel("mean reward of sampled candidates")
     ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
     if any("steps" in h for h in history):
         ax2 = ax.twinx()
-        ax2.plot(its, [h.get("steps", np.nan) for h in history], "C4:", label="mean T")
+        handles += ax2.plot(its, [h.get("steps", np.nan) for h in history], "C4:", label="mean T")
+        labels.append("mean T")
         ax2.set_ylabel("mean chosen steps T", color="C4")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(labels), fontsize=8,
+              frameon=False)
     ax.set_title("ARD policy training")
     fig.tight_layout()
     with atomic_path(target) as tmp:

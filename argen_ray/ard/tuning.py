@@ -4,7 +4,9 @@ A sweep file names a grid over dotted config keys, overrides applied to every tr
 metric to optimise. Each trial is one `PolicyTrainer` run in its own run folder and Ray
 namespace (its own generator and scorer actors, since the reward weights differ), reporting
 every iteration to Tune; its last report carries the held-out objective — the argmax policy's
-score minus `train.nfe_cost` per NFE — and its checkpoint. MLflow's Tune callback records
+score minus `train.nfe_cost` per NFE — and its checkpoint. The objective weighs the reward
+components with the weights before the grid (`train.objective_weights`), so trials trained with
+different weights are judged by the same yardstick. MLflow's Tune callback records
 one MLflow run per trial. The best trial's overrides, metrics and policy are saved beside.
 
 Sweep file:
@@ -136,6 +138,10 @@ def run_sweep(cfg: Config, spec: SweepSpec, config_path: str | None, overrides: 
     if not prompts.is_file():
         raise SweepError(f"{prompts} does not exist: run `argen-ray prompts` first (same --config)")
     base = overrides_of(spec.set) + list(overrides)  # the command line wins over the sweep's `set`
+    reference = load_config(config_path, base)
+    if reference.train.objective_weights is None:  # one yardstick for every trial: the weights before the grid
+        base += overrides_of({"train.objective_weights": {k: getattr(reference.reward, k)
+                                                          for k in ("w_t", "w_q", "w_f", "w_e")}})
     for point in spec.points():  # every trial's config must validate before anything starts
         try:
             load_config(config_path, base + overrides_of(point))
@@ -147,7 +153,7 @@ def run_sweep(cfg: Config, spec: SweepSpec, config_path: str | None, overrides: 
     trainable = tune.with_resources(
         tune.with_parameters(_run_trial, config_path=str(Path(config_path).resolve()) if config_path else None,
                              overrides=base, sweep_dir=str(sweep_dir), prompts_path=str(prompts)),
-        trial_resources(load_config(config_path, base)))
+        trial_resources(reference))
     callbacks = []
     if cfg.tracking.enabled:
         callbacks.append(MLflowLoggerCallback(tracking_uri=tracking_uri(cfg), experiment_name=cfg.tracking.experiment,

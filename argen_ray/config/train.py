@@ -33,11 +33,17 @@ class TrainConfig(Section):
     # A generation or scoring call whose actor died is retried this often (the actor restarts).
     actor_retries: int = Field(3, ge=0)
     actor_timeout_s: float = Field(600.0, gt=0)
-    nfe_cost: float = Field(0.0, ge=0)     # Tune objective: held-out score - nfe_cost * NFE
+    # Held-out objective (Tune's metric): the argmax policy's score under `objective_weights`
+    # ({w_t, w_q, w_f, w_e}; None: the run's own reward weights) - nfe_cost * NFE per video.
+    # A reward-weight sweep fixes the weights here so trials are judged by one yardstick.
+    nfe_cost: float = Field(0.0, ge=0)
+    objective_weights: dict[str, float] | None = None
     progress: bool = True                  # a progress bar per iteration
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> "TrainConfig":
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        if self.objective_weights is not None and not set(self.objective_weights) <= {"w_t", "w_q", "w_f", "w_e"}:
+            raise ValueError(f"objective_weights: keys must be among w_t, w_q, w_f, w_e, got {sorted(self.objective_weights)}")
         return self
