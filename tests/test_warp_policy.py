@@ -3,7 +3,11 @@ learned policy prefers gentler intensity curves (a lower mean schedule) than wit
 
 Real everything: demo-dataset prompts, the warp generator behind the generator actors, the
 reward scorer pool (Haar, SSIM, landmark AUs), RLlib group REINFORCE through `argen-ray train`.
-Kept short: 6-frame clips, one steps value, alpha and beta in {1, 3} (flat, ramp up, relax, bell).
+Kept short: one steps value, alpha and beta in {1, 3} (flat, ramp up, relax, bell), 6 iterations.
+Measured (in-process, 10 iterations): without R_e the policy settles on the flat curve (mean
+intensity 1.0: R_q's sharpness and contrast rise with the opened mouth), with w_e = 1 on the
+relaxing curve (0.36); both within about 5 iterations. 16-frame clips: with 6 frames R_q barely
+separates the curves.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ pytest.importorskip("argen_ray.actors.generator", reason="the generator actor po
                                                          "is not in this checkout yet")
 
 SHAPES = [1.0, 3.0]
-NUM_FRAMES = 6
+NUM_FRAMES = 16
 
 
 def mean_intensity(probs_alpha: np.ndarray, probs_beta: np.ndarray, w_min: float, w_max: float) -> float:
@@ -39,7 +43,7 @@ def train(tmp_path_factory, run_dir: Path, w_e: float) -> float:
     from argen_ray.ard.policy import load_policy
 
     run_dir = fresh_run(tmp_path_factory, run_dir)
-    overrides = fast_overrides(run_dir, train__iterations=10, train__eval_states=0, train__lr=0.01,
+    overrides = fast_overrides(run_dir, train__iterations=6, train__eval_states=0, train__lr=0.01,
                                reward__w_e=w_e, reward__w_t=0.25, reward__w_q=0.25, reward__w_f=0.25,
                                generator__num_frames=NUM_FRAMES, generator__action_space__steps="[5]",
                                generator__action_space__alpha=str(SHAPES), generator__action_space__beta=str(SHAPES))
