@@ -1,21 +1,67 @@
-"""Recognition and metrics section (DESIGN 2.4)."""
+"""Recognition and metrics section (DESIGN 2.4). Defaults are the local preset: small frames and
+few segments so the CPU run stays short; the GPU preset sets the paper's 16 segments and 112 px."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from argen_ray.config.base import Section
 
 
 class RecognitionConfig(Section):
+    # Baselines to train: Res18_LSTM, Res18_Transformer, VGG13_LSTM, VGG13_Transformer.
     models: list[str] = Field(default_factory=lambda: ["Res18_LSTM"])
-    epochs: int = 4
-    batch_size: int = 8
-    lr: float = 0.01
-    momentum: float = 0.9
-    num_segments: int = 16
-    image_size: int = 112
-    hidden: int = 256
-    pretrained: Path | None = None     # local ImageNet state dict for the backbone
-    clips_per_scarce_class: int = 12   # generated clips added per scarce class
+    epochs: int = Field(default=6, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    lr: float = Field(default=0.01, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    # DFER-CLIP sampling: segments per clip (16 in the paper), frames resized to image_size.
+    num_segments: int = Field(default=8, ge=1)
+    image_size: int = Field(default=64, ge=32)
+    hidden: int = Field(default=256, ge=8)
+    # Local torchvision ImageNet state dicts per backbone, e.g. {resnet18: /models/resnet18.pth,
+    # vgg13: /models/vgg13_bn.pth}; backbones without one start from random weights.
+    pretrained: dict[str, Path] = Field(default_factory=dict)
+    # DFEW protocol: folds to run (null = the configured data.fold only; [1,2,3,4,5] = 5-fold).
+    folds: list[int] | None = None
+    # CK+ zero-shot: the recognition output directory of a run on another dataset; its
+    # checkpoints are evaluated on every CK+ clip.
+    zero_shot_from: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = Field(default=0, ge=0)   # DataLoader worker processes
+    clips_per_scarce_class: int = 12            # generated clips added per scarce class
+    # Generation metrics: FVD groups smaller than this (either side) are skipped and reported;
+    # diversity compares this many frames per clip at this size.
+    fvd_min_group_size: int = Field(default=2, ge=2)
+    diversity_frames: int = Field(default=8, ge=1)
+    diversity_image_size: int = Field(default=112, ge=32)
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: list[str]) -> list[str]:
+        from argen_ray.recognition.models import MODELS
+
+        unknown = [m for m in value if m not in MODELS]
+        if unknown or not value:
+            raise ValueError(f"unknown model(s) {unknown or '(none given)'}; choose from {', '.join(MODELS)}")
+        return value
+
+    @field_validator("pretrained")
+    @classmethod
+    def _known_backbones(cls, value: dict[str, Path]) -> dict[str, Path]:
+        from argen_ray.recognition.models import BACKBONES
+
+        unknown = sorted(set(value) - set(BACKBONES))
+        if unknown:
+            raise ValueError(f"pretrained weights for unknown backbone(s) {unknown}; backbones: {', '.join(BACKBONES)}")
+        return value
+
+    @field_validator("folds")
+    @classmethod
+    def _dfew_folds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(not 1 <= f <= 5 for f in value)):
+            raise ValueError(f"folds must be a non-empty list of DFEW folds 1..5, got {value}")
+        return value

@@ -1,0 +1,188 @@
+"""Training and evaluation of one recognition baseline on one training set (DESIGN 2.4).
+
+`train_and_evaluate` is the unit of work: (model, fold, variant) -> scores on the test split.
+It is resumable at two levels: a finished unit is a row of `<out>/results.jsonl` and is never
+redone; an unfinished one restarts from its last finished epoch (`<name>.partial.pt`, saved
+atomically after every epoch). The final weights go to `checkpoints/<name>.pt` for CK+
+zero-shot evaluation elsewhere.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from argen_ray.config.recognition import RecognitionConfig
+from argen_ray.data.labels import EMOTIONS
+from argen_ray.data.records import ClipRecord
+from argen_ray.io import JsonlStore, atomic_path
+from argen_ray.recognition.clips import ClipDataset
+from argen_ray.recognition.metrics import confusion_matrix, war_uar
+from argen_ray.recognition.models import MODELS, DFERBaseline, RecognitionError, build_model
+
+NUM_CLASSES = len(EMOTIONS)
+CHECKPOINT_FORMAT = 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RecognitionError("recognition.device is cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def _loader(records: list[ClipRecord], rc: RecognitionConfig, train: bool, seed: int) -> DataLoader:
+    data = ClipDataset(records, rc.num_segments, rc.image_size, train=train, seed=seed)
+    return DataLoader(data, batch_size=rc.batch_size, shuffle=train, num_workers=rc.num_workers,
+                      generator=torch.Generator().manual_seed(seed), drop_last=False)
+
+
+def _save(path: Path, payload: dict) -> None:
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def train_model(model: DFERBaseline, records: list[ClipRecord], rc: RecognitionConfig, seed: int = 0,
+                partial: Path | None = None, progress: bool = True, desc: str = "train") -> list[dict]:
+    """SGD (momentum, weight decay, cosine schedule) with cross-entropy; returns per-epoch history.
+
+    With `partial`, the state after each epoch is saved there and a matching one is resumed from.
+    """
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    opt = torch.optim.SGD(model.parameters(), lr=rc.lr, momentum=rc.momentum, weight_decay=rc.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=rc.epochs)
+    history: list[dict] = []
+    start = 0
+    if partial is not None and partial.is_file():
+        state = torch.load(partial, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, start = state["history"], state["epoch"]
+    torch.manual_seed(seed + start)
+    loader = _loader(records, rc, train=True, seed=seed)
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(start, rc.epochs):
+        loader.dataset.set_epoch(epoch)
+        model.train()
+        total, correct, loss_sum = 0, 0, 0.0
+        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{rc.epochs}", unit="batch", leave=False,
+                   disable=None if progress else True)
+        for clips, labels in bar:
+            clips, labels = clips.to(device), labels.to(device)
+            logits = model(clips)
+            loss = loss_fn(logits, labels)
+            if not math.isfinite(loss.item()):
+                raise RecognitionError(f"{desc}: training diverged (loss {loss.item()}) at epoch {epoch + 1}; "
+                                       f"lower recognition.lr (now {rc.lr})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += len(labels)
+            correct += int((logits.argmax(1) == labels).sum())
+            loss_sum += loss.item() * len(labels)
+            bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.2f}")
+        sched.step()
+        history.append({"epoch": epoch + 1, "loss": loss_sum / total, "train_acc": correct / total,
+                        "lr": opt.param_groups[0]["lr"]})
+        if partial is not None:
+            _save(partial, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict(), "history": history, "epoch": epoch + 1})
+    return history
+
+
+@torch.inference_mode()
+def predict(model: DFERBaseline, records: list[ClipRecord], rc: RecognitionConfig, progress: bool = True,
+            desc: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, y_pred) with test-time sampling (the middle frame of each segment)."""
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    model.eval()
+    y_true, y_pred = [], []
+    for clips, labels in tqdm(_loader(records, rc, train=False, seed=0), desc=desc, unit="batch", leave=False,
+                              disable=None if progress else True):
+        y_pred.append(model(clips.to(device)).argmax(1).cpu().numpy())
+        y_true.append(labels.numpy())
+    return np.concatenate(y_true), np.concatenate(y_pred)
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """WAR/UAR/per-class recall, AR-<class> by name, and the confusion matrix (lists, JSON-ready)."""
+    scores = war_uar(y_true, y_pred, NUM_CLASSES)
+    scores["ar"] = {name: r for name, r in zip(EMOTIONS, scores["per_class_recall"])}
+    scores["confusion_matrix"] = confusion_matrix(y_true, y_pred, NUM_CLASSES).tolist()
+    scores["num_test"] = int(len(y_true))
+    return scores
+
+
+def save_checkpoint(path: Path, model: DFERBaseline, rc: RecognitionConfig, meta: dict) -> Path:
+    _save(path, {"format": CHECKPOINT_FORMAT, "model": model.name, "state_dict": model.state_dict(),
+                 "num_classes": NUM_CLASSES, "hidden": rc.hidden, "num_segments": rc.num_segments,
+                 "image_size": rc.image_size, "class_names": list(EMOTIONS), **meta})
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DFERBaseline, dict]:
+    """A trained baseline and its metadata (model, num_segments, image_size, fold, variant, ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecognitionError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # torch raises many types for foreign files
+        raise RecognitionError(f"{path}: not a recognition checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise RecognitionError(f"{path}: not a recognition checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    if ckpt.get("class_names") != list(EMOTIONS):
+        raise RecognitionError(f"{path}: trained on classes {ckpt.get('class_names')}, expected {EMOTIONS}")
+    model = build_model(ckpt["model"], ckpt["num_classes"], ckpt["hidden"], ckpt["num_segments"])
+    model.load_state_dict(ckpt["state_dict"])
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return model.to(device).eval(), meta
+
+
+def unit_name(model_name: str, fold: int | None, variant: str) -> str:
+    return f"{model_name}_fold{fold}_{variant}" if fold is not None else f"{model_name}_{variant}"
+
+
+def train_and_evaluate(model_name: str, train_records: list[ClipRecord], test_records: list[ClipRecord],
+                       rc: RecognitionConfig, out_dir: str | os.PathLike, *, fold: int | None, variant: str,
+                       seed: int = 0, progress: bool = True) -> dict:
+    """Train `model_name` on `train_records`, score it on `test_records`; resumable (module doc)."""
+    out_dir = Path(out_dir)
+    name = unit_name(model_name, fold, variant)
+    store = JsonlStore(out_dir / "results.jsonl", key="unit")
+    if name in store:
+        return store.records[name]
+    if not test_records:
+        raise RecognitionError(f"{name}: the test split is empty")
+    torch.manual_seed(seed)
+    device = resolve_device(rc.device)
+    if model_name not in MODELS:
+        raise RecognitionError(f"unknown recognition model {model_name!r}: expected one of {', '.join(MODELS)}")
+    backbone = MODELS[model_name][0]
+    model = build_model(model_name, NUM_CLASSES, rc.hidden, rc.num_segments,
+                        pretrained=rc.pretrained.get(backbone)).to(device)
+    partial = out_dir / "checkpoints" / f"{name}.partial.pt"
+    history = train_model(model, train_records, rc, seed=seed, partial=partial, progress=progress, desc=name)
+    y_true, y_pred = predict(model, test_records, rc, progress=progress, desc=f"{name} test")
+    counts = Counter(r.label for r in train_records)
+    checkpoint = save_checkpoint(out_dir / "checkpoints" / f"{name}.pt", model, rc,
+                                 {"fold": fold, "variant": variant, "seed": seed})
+    row = {"unit": name, "model": model_name, "fold": fold, "variant": variant, "seed": seed,
+           **score(y_true, y_pred), "train_counts": [counts.get(i, 0) for i in range(NUM_CLASSES)],
+           "history": history, "checkpoint": str(checkpoint),
+           "pretrained": str(rc.pretrained[backbone]) if backbone in rc.pretrained else None}
+    store.append(row)
+    partial.unlink(missing_ok=True)
+    return row

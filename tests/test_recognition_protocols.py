@@ -1,0 +1,119 @@
+"""Original vs augmented recognition: only the training set changes, units resume, CK+ is zero-shot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from argen_ray.config import load_config
+from argen_ray.data import load_dataset
+from argen_ray.data.video import write_mp4
+from argen_ray.io import read_jsonl
+from argen_ray.recognition.clips import read_generated_clips
+from argen_ray.recognition.models import RecognitionError
+from argen_ray.recognition.protocols import compare_original_vs_augmented, leakage_free, run_protocol
+
+from data_layouts import write_ckplus_sequence, write_dfew
+
+FAST = ["recognition.epochs=1", "recognition.image_size=32", "recognition.num_segments=2",
+        "recognition.batch_size=4", "recognition.hidden=16", "data.scarce_classes=[surprise,disgust,fear]"]
+
+
+def _generated(run_dir: Path, rows: list[tuple[str, str, str | None]]) -> Path:
+    """mp4 clips + manifest.jsonl as the generator writes them: (clip_id, emotion, subject)."""
+    out = run_dir / "generated"
+    lines = []
+    for i, (clip_id, emotion, subject) in enumerate(rows):
+        frames = np.full((6, 16, 16, 3), 40 * i, np.uint8)
+        write_mp4(out / f"{clip_id}.mp4", frames)
+        lines.append(json.dumps({"clip_id": clip_id, "path": f"{clip_id}.mp4", "emotion": emotion,
+                                 "subject": subject, "nfe": 10}))
+    lines.append(json.dumps({"clip_id": "broken", "path": "broken.mp4", "emotion": "fear", "ok": False}))
+    (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return out / "manifest.jsonl"
+
+
+@pytest.fixture()
+def dfew(tmp_path) -> Path:
+    # DFEW labels are 1-based: 1 happy, 3 neutral, 5 surprise, 7 fear.
+    return write_dfew(tmp_path / "DFEW", train={1: 1, 2: 3, 3: 1, 4: 3, 5: 5, 6: 7}, test={7: 1, 8: 3, 9: 5},
+                      frames=4)
+
+
+def test_only_the_training_set_changes_and_units_resume(tmp_path, dfew):
+    cfg = load_config(None, [f"run_dir={tmp_path / 'run'}", "data.kind=dfew", f"data.root={dfew}", *FAST])
+    manifest = _generated(Path(cfg.run_dir), [("g1", "fear", "s9"), ("g2", "surprise", None), ("g3", "Disgust", None)])
+    dataset = load_dataset("dfew", dfew, fold=1)
+    result = compare_original_vs_augmented(cfg, dataset, manifest, progress=False)
+
+    entry = result["models"]["Res18_LSTM"]
+    orig, aug = entry["original"], entry["augmented"]
+    assert orig["train_counts"] == [2, 0, 2, 0, 1, 0, 1]
+    assert aug["train_counts"] == [2, 0, 2, 0, 2, 1, 2]  # + fear, surprise, disgust; the failed row left out
+    assert orig["num_test"] == aug["num_test"] == 3      # the same, untouched test split
+    assert set(entry["delta"]) == {"war", "uar", "ar"}
+    assert entry["delta"]["war"] == pytest.approx(aug["war"] - orig["war"])
+    assert result["scarce"] == ["surprise", "disgust", "fear"] and result["num_generated"] == 3
+    for plot in entry["plots"].values():
+        assert Path(plot).read_bytes()[:4] == b"\x89PNG"
+
+    # Rerun: finished units are read back, not retrained (checkpoints untouched).
+    rec = Path(cfg.run_dir) / "recognition"
+    stamps = {p: p.stat().st_mtime_ns for p in rec.glob("checkpoints/*.pt")}
+    assert len(stamps) == 2 and not list(rec.glob("checkpoints/*.partial.pt"))
+    again = compare_original_vs_augmented(cfg, dataset, manifest, progress=False)
+    assert again["models"]["Res18_LSTM"]["augmented"]["war"] == aug["war"]
+    assert {p: p.stat().st_mtime_ns for p in rec.glob("checkpoints/*.pt")} == stamps
+    assert len(read_jsonl(rec / "results.jsonl")) == 2
+
+
+def test_protocol_summary_and_ckplus_zero_shot(tmp_path, dfew):
+    run_dir = tmp_path / "run"
+    cfg = load_config(None, [f"run_dir={run_dir}", "data.kind=dfew", f"data.root={dfew}", *FAST])
+    result = run_protocol(cfg, None, progress=False)  # no generated clips: the original variant only
+    assert result["protocol"] == "dfew-5fold" and result["folds"] == [1]
+    assert set(result["mean"]["Res18_LSTM"]) == {"original"}
+    saved = json.loads((run_dir / "recognition" / "results.json").read_text())
+    assert saved["mean"]["Res18_LSTM"]["original"]["war"] == result["mean"]["Res18_LSTM"]["original"]["war"]
+
+    ck = tmp_path / "CK+"
+    for subject, code in (("S010", 5), ("S011", 7), ("S012", 4)):  # CK+ codes: 5 happy, 7 surprise, 4 fear
+        write_ckplus_sequence(ck, subject, "001", frames=3, code=code)
+    zs_cfg = load_config(None, [f"run_dir={tmp_path / 'ck-run'}", "data.kind=ckplus", f"data.root={ck}", *FAST,
+                                f"recognition.zero_shot_from={run_dir / 'recognition'}"])
+    zs = run_protocol(zs_cfg, None, progress=False)
+    assert zs["protocol"] == "zero-shot" and zs["test_count"] == 3
+    scores = zs["per_fold"][0]["models"]["Res18_LSTM_fold1"]["original"]
+    assert scores["num_test"] == 3 and 0.0 <= scores["war"] <= 1.0
+
+    no_source = load_config(None, [f"run_dir={tmp_path / 'ck2'}", "data.kind=ckplus", f"data.root={ck}", *FAST])
+    with pytest.raises(RecognitionError, match="zero_shot_from"):
+        run_protocol(no_source, None, progress=False)
+
+
+def test_generated_manifest_problems_are_named(tmp_path):
+    manifest = _generated(tmp_path, [("g1", "fear", None)])
+    assert [r.clip_id for r in read_generated_clips(manifest.parent)] == ["gen/g1"]
+    manifest.write_text(json.dumps({"clip_id": "x", "path": "g1.mp4", "emotion": "contempt"}) + "\n")
+    with pytest.raises(RecognitionError, match=r"manifest.jsonl:1: unknown emotion label 'contempt'"):
+        read_generated_clips(manifest)
+    manifest.write_text(json.dumps({"clip_id": "x", "path": "gone.mp4", "emotion": "fear"}) + "\n")
+    with pytest.raises(RecognitionError, match=r"manifest.jsonl:1: generated clip .*gone.mp4 does not exist"):
+        read_generated_clips(manifest)
+    manifest.write_text(json.dumps({"clip_id": "x", "emotion": "fear"}) + "\n")
+    with pytest.raises(RecognitionError, match=r"manifest.jsonl:1: row lacks path"):
+        read_generated_clips(manifest)
+    with pytest.raises(RecognitionError, match="does not exist"):
+        read_generated_clips(tmp_path / "nowhere.jsonl")
+
+
+def test_generated_clips_of_test_subjects_are_dropped(tmp_path, dfew):
+    from argen_ray.data.records import ClipRecord
+
+    test = [ClipRecord("00007", tmp_path, 0, subject="s1", split="test")]
+    gen = [ClipRecord("gen/a", tmp_path, 6, subject="s1"), ClipRecord("gen/b", tmp_path, 6, subject="s2"),
+           ClipRecord("gen/c", tmp_path, 6, subject="00007"), ClipRecord("gen/d", tmp_path, 6)]
+    kept, dropped = leakage_free(gen, test)
+    assert [g.clip_id for g in kept] == ["gen/b", "gen/d"] and dropped == 2
