@@ -169,10 +169,12 @@ def test_bad_requests_name_the_request(generator, astronaut):
         ask(emotion=None)
     with pytest.raises(WarpError, match="req-7.*uint8"):
         ask(image=astronaut.astype(np.float32))
-    with pytest.raises(WarpError, match="4 values for 15 new frames"):
+    with pytest.raises(WarpError, match="req-7.*4 values for 15 new frames"):
         ask(guidance=np.full(4, 9.0))
     with pytest.raises(WarpError, match="req-7.*steps=0"):
         ask(steps=0)
+    with pytest.raises(WarpError, match="req-7.*boredom.*not in the knowledge base"):
+        ask(emotion="boredom")
 
 
 def test_registered_and_the_local_preset_uses_it():
@@ -198,5 +200,5 @@ def test_encode_state_embeds_prompt_and_face(generator, astronaut, feat_neutral)
     assert text.dtype == image.dtype == np.float32 and np.isfinite(image).all()
     assert np.allclose(text[0], text[1]) and not np.allclose(text[0], text[2])
     assert np.allclose(image[0], image[1]) and np.abs(image[0] - image[2]).max() > 0.05
-    with pytest.raises(WarpError, match="state image 1.*no face"):
+    with pytest.raises(WarpError, match="image 1.*no face"):
         generator.encode_state(["a", "b"], [astronaut, np.zeros((100, 100, 3), np.uint8)])

@@ -44,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -229,6 +230,18 @@ class FaceWarper:
 # ---------------------------------------------------------------------------------------------
 # The backend
 # ---------------------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    """A checked request with its prepared reference, target AUs and intensity schedule."""
+
+    request: GenerationRequest
+    image: np.ndarray            # the reference, downscaled to warp.max_side
+    points: np.ndarray           # its 68 landmarks
+    aus: dict[int, float]        # target intensities, OpenFace 0-5
+    schedule: np.ndarray         # (N,) fractions of the target per new frame
+    landmarks_s: float
+
+
 @register_generator("warp")
 class WarpGenerator:
     """The CPU warp backend, built from `cfg.generator` (a `GeneratorConfig`)."""
@@ -242,56 +255,63 @@ class WarpGenerator:
         self._references: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     # -- 1. inputs ----------------------------------------------------------------------------
-    def check_request(self, request: GenerationRequest) -> int:
-        """Validate one request up front; returns N, the number of new frames."""
+    def plan(self, request: GenerationRequest) -> _Plan:
+        """Check one request and prepare everything but the frames (fails before any rendering)."""
         name = request.request_id or "<unnamed>"
-        image = np.asarray(request.image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-            raise WarpError(f"request {name!r}: image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
         num_frames = request.num_frames if request.num_frames is not None else self.cfg.num_frames
         if int(num_frames) < 2:
             raise WarpError(f"request {name!r}: num_frames={num_frames}; a clip needs the reference and >= 1 new frame")
         if int(request.steps) < 1:
             raise WarpError(f"request {name!r}: steps={request.steps}; at least one keyframe must be solved")
-        if not request.aus and not request.emotion:
-            raise WarpError(f"request {name!r}: neither target AUs nor an emotion to take the prototype AUs from")
-        return int(num_frames) - 1
+        try:
+            schedule = intensity_schedule(request.guidance, int(num_frames) - 1, self.cfg.w_min, self.cfg.w_max)
+        except WarpError as exc:
+            raise WarpError(f"request {name!r}: {exc}") from None
+        aus = self.target_aus(request)
+        t0 = time.perf_counter()
+        image, points = self.prepare_reference(request.image, f"request {name!r}")
+        return _Plan(request, image, points, aus, schedule, time.perf_counter() - t0)
 
     def target_aus(self, request: GenerationRequest) -> dict[int, float]:
         """Target AU intensities on OpenFace's 0-5 scale, stand-ins applied."""
         name = request.request_id or "<unnamed>"
-        if request.aus:
-            aus = dict(request.aus)
-        else:
-            from argen_ray.asi.knowledge import prototype_aus
-
-            aus = prototype_aus(request.emotion)  # an ArgenError names an unknown emotion
-        out: dict[int, float] = {}
+        if not request.aus and not request.emotion:
+            raise WarpError(f"request {name!r}: neither target AUs nor an emotion to take the prototype AUs from")
         try:
+            if request.aus:
+                aus = dict(request.aus)
+            else:
+                from argen_ray.asi.knowledge import prototype_aus
+
+                aus = prototype_aus(request.emotion)
+            out: dict[int, float] = {}
             for key, value in aus.items():
                 au = au_number(key)
                 au = STAND_INS.get(au, au)
                 out[au] = max(out.get(au, 0.0), float(value) * self.warp_cfg.au_scale)
             return check_intensities(out)
-        except AUModelError as exc:
-            raise WarpError(f"request {name!r}: target AUs {aus}: {exc} (scaled by generator.warp.au_scale="
-                            f"{self.warp_cfg.au_scale})") from None
+        except ArgenError as exc:  # an unknown emotion, AU or intensity
+            raise WarpError(f"request {name!r}: target AUs {dict(request.aus) or request.emotion!r}: {exc} "
+                            f"(intensities are scaled by generator.warp.au_scale={self.warp_cfg.au_scale})") from None
 
-    def prepare_reference(self, request: GenerationRequest) -> tuple[np.ndarray, np.ndarray]:
+    def prepare_reference(self, image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(reference downscaled to warp.max_side, its 68 landmarks), cached per image."""
         import cv2
 
         from argen_ray.faces import detect_landmarks
 
-        image = np.ascontiguousarray(request.image)
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise WarpError(f"{name}: image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
+        image = np.ascontiguousarray(image)
         key = hashlib.blake2b(repr(image.shape).encode() + image.tobytes(), digest_size=16).digest()
         if key in self._references:
             self._references.move_to_end(key)
             return self._references[key]
         found = detect_landmarks(image)  # on the full image: dlib's detector needs ~80 px faces
         if found is None:
-            raise WarpError(f"request {request.request_id or '<unnamed>'!r}: no face found in the reference image "
-                            f"({image.shape[1]}x{image.shape[0]}); the warp backend needs a frontal face")
+            raise WarpError(f"{name}: no face found in the reference image ({image.shape[1]}x{image.shape[0]}); "
+                            "the warp backend needs a frontal face")
         points = found.points.astype(np.float64)
         scale = self.warp_cfg.max_side / max(image.shape[:2])
         if scale < 1:
@@ -305,22 +325,20 @@ class WarpGenerator:
 
     # -- 2. generation ------------------------------------------------------------------------
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        """One clip per request; all requests are checked before any work starts."""
-        plans = [(r, self.check_request(r), self.target_aus(r)) for r in requests]
-        return [self.generate_one(r, num_new, aus) for r, num_new, aus in plans]
+        """One clip per request; every request is checked before any clip is rendered."""
+        return [self.render_clip(plan) for plan in [self.plan(r) for r in requests]]
 
-    def generate_one(self, request: GenerationRequest, num_new: int, aus: dict[int, float]) -> GenerationResult:
+    def render_clip(self, plan: _Plan) -> GenerationResult:
+        """Solve the keyframes, cross-fade the frames between them."""
         t0 = time.perf_counter()
-        image, points = self.prepare_reference(request)
-        schedule = intensity_schedule(request.guidance, num_new, self.cfg.w_min, self.cfg.w_max)
-        t1 = time.perf_counter()
+        image, points, num_new = plan.image, plan.points, len(plan.schedule)
         warper = FaceWarper(image, points)
-        positions = keyframe_positions(request.steps, num_new)
+        positions = keyframe_positions(plan.request.steps, num_new)
         keyframes = {0: image}
         for n in positions:
-            level = schedule[n - 1]
-            keyframes[int(n)] = warper.render(au_to_landmarks(points, {au: level * v for au, v in aus.items()}))
-        t2 = time.perf_counter()
+            level = plan.schedule[n - 1]
+            keyframes[int(n)] = warper.render(au_to_landmarks(points, {au: level * v for au, v in plan.aus.items()}))
+        t1 = time.perf_counter()
         frames = np.empty((num_new + 1, *image.shape), np.uint8)
         anchors = np.concatenate([[0], positions])
         for a, b in zip(anchors[:-1], anchors[1:]):
@@ -328,10 +346,11 @@ class WarpGenerator:
             for n in range(a, b + 1):  # a dissolve between neighbouring keyframes
                 u = (n - a) / (b - a)
                 frames[n] = np.round((1 - u) * start + u * end).astype(np.uint8)
-        t3 = time.perf_counter()
+        t2 = time.perf_counter()
         return GenerationResult(frames=frames, nfe=len(positions),
-                                timings={"landmarks_s": t1 - t0, "keyframes_s": t2 - t1, "interpolate_s": t3 - t2},
-                                model_id=self.model_id, request_id=request.request_id)
+                                timings={"landmarks_s": plan.landmarks_s, "keyframes_s": t1 - t0,
+                                         "interpolate_s": t2 - t1},
+                                model_id=self.model_id, request_id=plan.request.request_id)
 
     # -- 3. policy state ----------------------------------------------------------------------
     def encode_state(self, prompts: list[str], images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -347,8 +366,7 @@ class WarpGenerator:
             raise WarpError(f"encode_state: {len(prompts)} prompts but {len(images)} images")
         rows = []
         for i, img in enumerate(images):
-            image, points = self.prepare_reference(GenerationRequest(image=np.asarray(img), prompt="", steps=1,
-                                                                     guidance=0.0, request_id=f"state image {i}"))
+            image, points = self.prepare_reference(img, f"encode_state: image {i}")
             lo = np.clip(np.floor(points.min(0)).astype(int), 0, None)
             hi = np.ceil(points.max(0)).astype(int) + 1
             face = image[lo[1]:hi[1], lo[0]:hi[0]].reshape(-1, 3).astype(np.float32) / 255.0
