@@ -1,8 +1,7 @@
 """The Serve app over real HTTP on 127.0.0.1 with the local preset: every route, every bad input.
 
-One app for the whole module (Serve start takes tens of seconds on 2 cores). The policy is a
-freshly initialised `PolicyNetwork` written by `export_policy` (the code path training's
-checkpoints use) with the metadata training records, sized for the warp backend's states.
+One app for the whole module (Serve start takes tens of seconds on 2 cores); its policy is
+`serve_setup.write_policy`'s (a fresh network saved through training's export path).
 """
 from __future__ import annotations
 
@@ -14,30 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from serve_setup import ROOT, WARP_ENCODER, astronaut_face, write_policy
 
-from argen_ray.ard.policy import PolicyNetwork, export_policy
 from argen_ray.config import load_config
 from argen_ray.serving.images import encode_image
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 MAX_IMAGE_BYTES = 200_000
 MAX_PIXELS = 1_000_000
-WARP_ENCODER = "generator:warp:argen-ray/warp-dlib68-facs"
-WARP_DIMS = (384, 142)      # MiniLM prompt embedding, landmark + colour reference embedding
-
-
-def write_policy(cfg, target: Path, seed: int = 0) -> Path:
-    a = cfg.generator.action_space
-    torch.manual_seed(seed)
-    net = PolicyNetwork(*WARP_DIMS, [len(a.steps), len(a.alpha), len(a.beta)], cfg.train.embed_dim,
-                        cfg.train.num_heads)
-    meta = {"action_values": {"steps": list(a.steps), "alpha": list(a.alpha), "beta": list(a.beta)},
-            "state_encoder": "generator", "encoder_id": WARP_ENCODER, "generator_backend": "warp",
-            "generator_model": cfg.generator.model, "iteration": 0}
-    return export_policy(net, target, meta)
 
 
 def free_port() -> int:
@@ -48,9 +32,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def face() -> np.ndarray:
-    from skimage import data
-
-    return data.astronaut()[0:256, 96:352].copy()  # a real face, 256x256
+    return astronaut_face()
 
 
 @pytest.fixture(scope="module")
