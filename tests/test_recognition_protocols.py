@@ -117,3 +117,19 @@ def test_generated_clips_of_test_subjects_are_dropped(tmp_path, dfew):
            ClipRecord("gen/c", tmp_path, 6, subject="00007"), ClipRecord("gen/d", tmp_path, 6)]
     kept, dropped = leakage_free(gen, test)
     assert [g.clip_id for g in kept] == ["gen/b", "gen/d"] and dropped == 2
+
+
+def test_recognize_command_prints_the_table_and_names_a_missing_manifest(tmp_path, dfew, capsys):
+    from argen_ray.cli import main
+
+    run_dir = tmp_path / "run"
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"run_dir: {run_dir}\ndata:\n  kind: dfew\n  root: {dfew}\n")
+    args = ["recognize", "--config", str(config), "--no-progress", *[x for s in FAST for x in ("--set", s)]]
+    assert main(args + ["--generated", str(tmp_path / "missing")]) == 2
+    assert "--generated" in capsys.readouterr().err
+    _generated(run_dir, [("g1", "fear", None), ("g2", "fear", None)])  # found under <run_dir>/generated
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "augmented" in out and "AR-FE" in out
+    assert (run_dir / "recognition" / "results.json").is_file()
