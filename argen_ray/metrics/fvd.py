@@ -15,6 +15,13 @@ part can arise and singular covariances need no jitter.
 Small samples: a covariance needs at least 2 clips; with fewer clips than feature dimensions
 it is rank-deficient and FVD is biased upwards, so only compare values computed at equal
 sample sizes. Grouped FVD skips groups below `min_group_size` and says why.
+
+FVD, sFVD and tFVD of the same clips share one feature pass:
+
+    feats_real, feats_gen = i3d_features(real_videos), i3d_features(generated_videos)
+    fvd_value = frechet_distance(feats_real, feats_gen)
+    sfvd = grouped_frechet_distance(feats_real, feats_gen, real_subjects, gen_subjects)
+    tfvd = grouped_frechet_distance(feats_real, feats_gen, real_emotions, gen_emotions)
 """
 from __future__ import annotations
 
