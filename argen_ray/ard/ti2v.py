@@ -394,6 +394,10 @@ class TI2VGenerator:
         if not tiny and cfg.model.startswith((".", "/", "~")) and not Path(cfg.model).expanduser().is_dir():
             raise TI2VModelError(f"generator.model: folder {cfg.model} does not exist")
         device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "cpu":
+            # torch sizes its thread pool by the machine, not by this generator's CPU share:
+            # oversubscribed OpenMP threads spin-wait and run many times slower.
+            torch.set_num_threads(max(1, int(cfg.num_cpus)))
         try:
             pipeline = TI2VZeroPipeline.from_pretrained(source, dtype=getattr(torch, cfg.dtype),
                                                         variant=cfg.variant)
