@@ -46,6 +46,9 @@ class ServeConfig(Section):
     # Deployments: replicas (or autoscaling), CPUs/GPUs per replica, queue limits.
     ingress_replicas: int = Field(1, ge=1)
     ingress_num_cpus: float = Field(0.25, ge=0)
+    # Requests one ingress replica works on at once (Serve's default of 5 would cap the policy's
+    # batches at 5 per ingress replica); the rest wait in the proxy.
+    ingress_max_ongoing: int = Field(64, ge=1)
     policy_replicas: int = Field(1, ge=1)
     policy_autoscaling: AutoscalingConfig | None = None
     policy_num_cpus: float = Field(0.5, ge=0)

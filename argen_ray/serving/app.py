@@ -295,7 +295,7 @@ def build_app(cfg: Config):
         max_queued_requests=s.max_queued_requests,
         ray_actor_options=actor_options(s.generator_num_cpus, s.generator_num_gpus, "gpu"),
     ).bind(config)
-    return Ingress.options(num_replicas=s.ingress_replicas,
+    return Ingress.options(num_replicas=s.ingress_replicas, max_ongoing_requests=s.ingress_max_ongoing,
                            ray_actor_options=actor_options(s.ingress_num_cpus, 0.0, "cpu"),
                            ).bind(config, policy, generator)
 

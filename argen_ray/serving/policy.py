@@ -106,6 +106,24 @@ def check_override(params: dict, value_sets: dict[str, list]) -> None:
             raise RequestError(f"params.{name}", f"{value} is not in the action set {values}")
 
 
+def export_untrained_policy(cfg: Config, target, encoder_id: str, text_dim: int, image_dim: int,
+                            seed: int = 0) -> Path:
+    """A freshly initialised policy for `cfg`'s action sets and a state encoder's dimensions,
+    written through training's export path with training's metadata (tests, benchmarks, and a
+    smoke run of the app before any training)."""
+    import torch
+
+    from argen_ray.ard.policy import PolicyNetwork, export_policy
+
+    a, t = cfg.generator.action_space, cfg.train
+    torch.manual_seed(seed)
+    network = PolicyNetwork(text_dim, image_dim, [len(a.steps), len(a.alpha), len(a.beta)], t.embed_dim, t.num_heads)
+    meta = {"action_values": {"steps": list(a.steps), "alpha": list(a.alpha), "beta": list(a.beta)},
+            "state_encoder": t.state_encoder, "encoder_id": encoder_id, "generator_backend": cfg.generator.backend,
+            "generator_model": cfg.generator.model, "iteration": 0}
+    return export_policy(network, target, meta)
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. The service
 # ---------------------------------------------------------------------------------------------
