@@ -1,0 +1,164 @@
+"""`argen-ray generate`: expression videos for every prompts.jsonl row (DESIGN 2.2-2.3).
+
+Steps T and the guidance curve (alpha, beta) come from a trained policy (`--policy`, argmax per
+head on the generator's state embeddings) or are fixed for every clip (`--fixed T,alpha,beta`;
+TI2V-Zero's face setting is `--fixed 10,1,1 --set generator.resample=4`). Writes
+`<out>/<clip_id>.mp4`, a GIF preview per clip in `<out>/previews/`, and one `manifest.jsonl` line
+per clip (prompt, AUs, action, seed, NFE, model, timings, rewards with `--score`). Every file is
+written atomically and a manifest line only after its video, so a rerun skips finished clips.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+
+from argen_ray.commands import add_config_arguments, config_from_args
+from argen_ray.errors import ArgenError
+
+
+class GenerateError(ArgenError, ValueError):
+    """A `generate` argument is malformed or its inputs do not fit together."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--prompts", default=None,
+                        help="prompts.jsonl (default: <run_dir>/prompts/prompts.jsonl, written by `argen-ray prompts`)")
+    how = parser.add_mutually_exclusive_group(required=True)
+    how.add_argument("--policy", metavar="CHECKPOINT",
+                     help="trained policy: policy.pt, a run's policy/ folder or an RLlib checkpoint")
+    how.add_argument("--fixed", metavar="T,ALPHA,BETA", help="the same steps and guidance curve for every clip")
+    parser.add_argument("--out", default=None, help="output folder (default: <run_dir>/generated)")
+    parser.add_argument("--per-prompt", type=int, default=1, metavar="K",
+                        help="videos per prompt, seeds seed..seed+K-1 (default 1)")
+    parser.add_argument("--score", action="store_true", help="score every clip with the reward suite")
+
+
+def parse_fixed(text: str) -> tuple[int, float, float]:
+    parts = text.split(",")
+    try:
+        steps, alpha, beta = int(parts[0]), float(parts[1]), float(parts[2])
+    except (ValueError, IndexError):
+        raise GenerateError(f"--fixed {text!r}: expected T,ALPHA,BETA such as 10,2,1.5") from None
+    if len(parts) != 3 or steps < 1 or alpha <= 0 or beta <= 0:
+        raise GenerateError(f"--fixed {text!r}: expected three values, T >= 1, alpha > 0, beta > 0")
+    return steps, alpha, beta
+
+
+def clip_id(prompt_id: str, index: int) -> str:
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', str(prompt_id))}_{index}"
+
+
+def choose_actions(args, cfg, generator, prompts_path: Path, out: Path):
+    """(rows, images, per-row (action or None, steps, alpha, beta, guidance curve), policy source)."""
+    from argen_ray.ard.guidance import ActionSpace, guidance_curve
+    from argen_ray.ard.states import build_state_encoder, load_states
+
+    if args.fixed:
+        from argen_ray.ard.states import read_prompt_rows, resolve_image
+        from argen_ray.data.video import read_image
+
+        steps, alpha, beta = parse_fixed(args.fixed)
+        rows = read_prompt_rows(prompts_path)
+        images = [read_image(resolve_image(row, prompts_path)) for row in rows]
+        space = ActionSpace.from_config(cfg.generator)
+        try:
+            action = space.encode(steps, alpha, beta).tolist()
+        except ArgenError:
+            action = None  # outside the policy's sets: still a valid fixed setting
+        curve = guidance_curve(cfg.generator.num_frames - 1, alpha, beta, cfg.generator.w_min, cfg.generator.w_max)
+        return rows, images, [(action, steps, alpha, beta, curve)] * len(rows), None
+    from argen_ray.ard.policy import load_policy
+
+    policy = load_policy(args.policy)
+    if policy.meta.get("state_encoder"):
+        cfg.train.state_encoder = policy.meta["state_encoder"]  # embed states as in training
+    states = load_states(cfg, build_state_encoder(cfg, generator), prompts_path, cache_dir=out / "states",
+                         progress=True)
+    space = ActionSpace.from_config(cfg.generator, policy.action_values or None)
+    actions, _ = policy.act(states.text_emb, states.image_emb)
+    chosen = []
+    for action in actions:
+        p = space.decode(action)
+        chosen.append((action.tolist(), p.steps, p.alpha, p.beta, p.guidance))
+    return states.rows, states.images, chosen, str(args.policy)
+
+
+def open_generator(cfg):
+    """The backend in this process, or the named actor pool (`generator.use_ray`)."""
+    if not cfg.generator.use_ray:
+        from argen_ray.ard.generator import build_generator
+
+        return build_generator(cfg.generator), 1
+    from argen_ray.actors.generator import GeneratorPool
+    from argen_ray.runtime import init_ray
+
+    init_ray(cfg)
+    return GeneratorPool.from_config(cfg), cfg.generator.num_actors
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from argen_ray.ard.generator import GenerationRequest
+    from argen_ray.data.video import write_gif, write_mp4
+    from argen_ray.io import JsonlStore
+
+    cfg = config_from_args(args)
+    if args.per_prompt < 1:
+        raise GenerateError(f"--per-prompt must be at least 1, got {args.per_prompt}")
+    prompts_path = Path(args.prompts or cfg.path("prompts", "prompts.jsonl"))
+    out = Path(args.out or cfg.path("generated"))
+    if args.fixed:
+        parse_fixed(args.fixed)  # malformed inputs fail before any model loads
+    if not prompts_path.is_file():
+        raise GenerateError(f"{prompts_path} does not exist: run `argen-ray prompts` first (same --config)")
+    generator, parallel = open_generator(cfg)
+    rows, images, chosen, policy = choose_actions(args, cfg, generator, prompts_path, out)
+    scorer = None
+    if args.score:
+        from argen_ray.ard.rewards import RewardScorer
+
+        scorer = RewardScorer(cfg.reward, max(max(cfg.generator.action_space.steps), *(c[1] for c in chosen)))
+
+    store = JsonlStore(out / "manifest.jsonl", key="clip_id")
+    todo = []
+    for row, image, (action, steps, alpha, beta, curve) in zip(rows, images, chosen):
+        for k in range(args.per_prompt):
+            cid = clip_id(row["prompt_id"], k)
+            if cid in store and (out / f"{cid}.mp4").is_file():
+                continue
+            seed = int(row.get("seed", cfg.seed)) + k
+            todo.append((cid, row, GenerationRequest(
+                image=image, prompt=row["prompt"], steps=steps, guidance=curve, seed=seed,
+                emotion=row.get("emotion"), aus=row.get("aus") or {}, request_id=cid),
+                {"action": action, "steps": steps, "alpha": alpha, "beta": beta}))
+    done = len(rows) * args.per_prompt - len(todo)
+    if done:
+        print(f"[argen-ray] {done} clips already in {out / 'manifest.jsonl'}: skipped")
+    chunk = cfg.generator.max_batch * parallel
+    with tqdm(total=len(todo), desc="generating", unit="clip") as bar:
+        for start in range(0, len(todo), chunk):
+            batch = todo[start:start + chunk]
+            results = generator.generate([request for _, _, request, _ in batch])
+            for (cid, row, request, chosen_action), result in zip(batch, results):
+                write_mp4(out / f"{cid}.mp4", result.frames, fps=cfg.generator.fps)
+                write_gif(out / "previews" / f"{cid}.gif", result.frames, fps=cfg.generator.fps)
+                record = {"clip_id": cid, "video": f"{cid}.mp4", "preview": f"previews/{cid}.gif",
+                          "prompt_id": row["prompt_id"], "prompt": row["prompt"], "emotion": row.get("emotion"),
+                          "aus": row.get("aus") or {}, "image": row["image"], "identity": row.get("identity"),
+                          **chosen_action, "guidance": np.asarray(request.guidance, float).round(4).tolist(),
+                          "seed": request.seed, "num_frames": int(len(result.frames)), "fps": cfg.generator.fps,
+                          "nfe": int(result.nfe), "backend": cfg.generator.backend, "model_id": result.model_id,
+                          "policy": policy, "timings": {k: round(v, 4) for k, v in result.timings.items()}}
+                if scorer is not None:
+                    record["rewards"] = scorer.score(result.frames, request.image, request.steps)
+                store.append(record)
+                bar.update(1)
+    nfe = [r["nfe"] for r in store]
+    print(f"[argen-ray] {len(store)} clips in {out} (manifest.jsonl, previews/); "
+          f"mean NFE per video {np.mean(nfe) if nfe else 0:.0f}")
+    return 0
