@@ -1,5 +1,8 @@
 """The trained policy (seeded, local preset's warp backend): its argmax beats a random policy on
-held-out states by a clear margin, and raising w_t makes it choose fewer steps."""
+held-out states by a clear margin, and raising w_t makes it choose fewer steps.
+
+12-frame clips: up to 11 keyframes, so T = 5, 10 and >= 15 make different videos; without R_t the
+(rank-based) group rule follows the quality reward, which mostly prefers more keyframes."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,18 +11,18 @@ import pytest
 from train_setup import ROOT, fast_overrides, fresh_run
 
 
-def _train(tmp_path_factory, run_dir, **weights):
+def _train(tmp_path_factory, run_dir, evaluate=True, **weights):
     from argen_ray.ard.policy import load_policy
     from argen_ray.ard.training import PolicyTrainer
     from argen_ray.config import load_config
 
     run_dir = fresh_run(tmp_path_factory, run_dir)
     cfg = load_config(ROOT / "configs" / "local.yaml", fast_overrides(
-        run_dir, train__iterations=6, train__batch_size=4, train__eval_states=3, train__lr=0.01,
-        train__checkpoint_every=6, reward__num_scorers=2, **weights))
+        run_dir, train__iterations=4, train__batch_size=4, train__eval_states=2, train__lr=0.01,
+        train__checkpoint_every=4, reward__num_scorers=2, generator__num_frames=12, **weights))
     trainer = PolicyTrainer(cfg)
     try:
-        summary = trainer.run()
+        summary = trainer.run(evaluate=evaluate)
         states = trainer.train_states
     finally:
         trainer.close()
@@ -43,6 +46,7 @@ def test_policy_beats_random_and_w_t_lowers_the_steps(ray_session, tmp_path_fact
     assert ev.policy["score"] > ev.random["score"] + 0.05, (ev.policy, ev.random)
     assert ev.policy["steps"] < ev.random["steps"] and ev.policy["nfe"] < ev.random["nfe"]
     # Same seed, no efficiency reward: nothing pushes T down.
-    indifferent, steps_indifferent = _train(tmp_path_factory, tmp_path / "w_t-0", reward__w_t=0.0, reward__w_e=0)
+    indifferent, steps_indifferent = _train(tmp_path_factory, tmp_path / "w_t-0", evaluate=False, reward__w_t=0.0,
+                                            reward__w_e=0)
     assert steps_efficient < steps_indifferent - 3, (steps_efficient, steps_indifferent)
     assert efficient.history[-1]["steps"] < indifferent.history[-1]["steps"]

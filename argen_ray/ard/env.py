@@ -41,15 +41,15 @@ class CandidateEvaluator:
     """Generates and scores candidate actions for states through the named Ray actors.
 
     The generator pool and the scorer pool are looked up (or created) by name in the config's
-    Ray namespace, so every env runner reaches the same actors. A call whose actor died is
-    retried `train.actor_retries` times: Ray restarts the actor and the request is resent.
+    Ray namespace, so every env runner reaches the same actors. Ray restarts a dead actor and
+    resends its calls; a call that still fails because its actor died or is restarting is
+    resent here too (`train.actor_retries` deaths, `train.actor_timeout_s` of restarting).
     """
 
-    def __init__(self, cfg, placement=None):
+    def __init__(self, cfg):
         from argen_ray.ard.guidance import ActionSpace
 
         self.cfg = cfg
-        self.placement = placement  # the driver's reserved bundles; env runners find actors by name
         self.action_space = ActionSpace.from_config(cfg.generator)
         self._generators = None
         self._scorers = None
@@ -60,7 +60,7 @@ class CandidateEvaluator:
         if self._generators is None:
             from argen_ray.actors.generator import GeneratorPool
 
-            self._generators = GeneratorPool.from_config(self.cfg, placement=self.placement)
+            self._generators = GeneratorPool.from_config(self.cfg)
         return self._generators
 
     @property
@@ -79,18 +79,26 @@ class CandidateEvaluator:
         self._generators = self._scorers = None
 
     def _with_retries(self, what: str, call):
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+        """`call()`, resent after its actor died (up to `train.actor_retries` times) and while the
+        actor restarts (up to `train.actor_timeout_s`)."""
+        from ray.exceptions import ActorUnavailableError, RayActorError
 
-        retries = self.cfg.train.actor_retries
-        for attempt in range(retries + 1):
+        deadline = time.monotonic() + self.cfg.train.actor_timeout_s
+        deaths = 0
+        while True:
             try:
                 return call()
-            except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
-                if attempt == retries:
-                    raise ActorCallError(f"{what}: the actor failed {attempt + 1} times "
-                                         f"(train.actor_retries={retries}): {exc}") from None
-                self.retried += 1
-                time.sleep(min(2.0, 0.2 * 2 ** attempt))  # give Ray time to restart the actor
+            except ActorUnavailableError as exc:  # restarted mid-call, or still restarting: resend
+                if time.monotonic() > deadline:
+                    raise ActorCallError(f"{what}: the actor did not come back within "
+                                         f"train.actor_timeout_s={self.cfg.train.actor_timeout_s:g} s: {exc}") from None
+            except RayActorError as exc:  # died; Ray restarts it unless it is out of restarts
+                deaths += 1
+                if deaths > self.cfg.train.actor_retries:
+                    raise ActorCallError(f"{what}: the actor died {deaths} times "
+                                         f"(train.actor_retries={self.cfg.train.actor_retries}): {exc}") from None
+            self.retried += 1
+            time.sleep(0.5)
 
     def evaluate(self, states: StateSet, indices, actions: np.ndarray, seed: int) -> list[dict]:
         """Generate one video per (state index, action) and score it.

@@ -195,7 +195,6 @@ class PolicyTrainer:
         self.policy_dir = cfg.path("policy")
         self.checkpoint_dir = self.policy_dir / "checkpoints"
         self.algo = None
-        self.placement = None
         self.evaluator: CandidateEvaluator | None = None
         self.train_states: StateSet | None = None
         self.eval_states: StateSet | None = None
@@ -204,13 +203,11 @@ class PolicyTrainer:
     # -- 1. actors and states -----------------------------------------------------------------
     def setup(self, progress: bool = True) -> None:
         """Join/start Ray, place the actors, embed the states, and build (or restore) the algorithm."""
-        from argen_ray.actors.placement import reserve_gpu_actors
         from argen_ray.runtime import init_ray
 
         init_ray(self.cfg)
         self._check_local_cpus()
-        self.placement = reserve_gpu_actors(self.cfg, "generator")
-        self.evaluator = CandidateEvaluator(self.cfg, self.placement)
+        self.evaluator = CandidateEvaluator(self.cfg)
         encoder = build_state_encoder(self.cfg, self.evaluator.generators)
         states = load_states(self.cfg, encoder, self.prompts_path, self.states_cache, progress=progress)
         self.train_states, self.eval_states = states.split(self.cfg.train.eval_states, self.cfg.seed)
@@ -381,8 +378,5 @@ class PolicyTrainer:
         if self.algo is not None:
             self.algo.stop()
             self.algo = None
-        if self.evaluator is not None:
+        if self.evaluator is not None:  # the generator pool also releases its placement group
             self.evaluator.shutdown()
-        if self.placement is not None:
-            self.placement.remove()
-            self.placement = None
