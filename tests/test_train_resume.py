@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -48,11 +50,14 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_
         _kill_leftovers(temp)
     assert not (run_dir / "policy" / "checkpoints" / "iter_000004").exists()  # really killed mid-way
 
-    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
-    _kill_leftovers(temp)
+    try:
+        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
+    finally:
+        _kill_leftovers(temp)
+        shutil.rmtree(temp, ignore_errors=True)
     assert second.returncode == 0, second.stderr[-4000:]
-    resumed_from = int(json.loads(marker.read_text())["iteration"])
-    assert f"resumed after iteration {resumed_from}" in second.stdout and resumed_from >= 2
+    found = re.search(r"resumed after iteration (\d+)", second.stdout)
+    assert found and int(found.group(1)) in (2, 3), second.stdout[-2000:]  # the newest complete checkpoint
     history = [json.loads(line) for line in (run_dir / "policy" / "history.jsonl").read_text().splitlines()]
     assert sorted({h["iteration"] for h in history}) == [1, 2, 3, 4]
     state = json.loads((run_dir / "policy" / "state.json").read_text())
