@@ -38,7 +38,7 @@ def test_bad_sweeps_are_named_before_anything_runs(tmp_path_factory, tmp_path):
     typo.write_text("name: x\ngrid: {reward.w_tt: [0.1, 0.2]}\n")
     run_dir = fresh_run(tmp_path_factory, tmp_path / "run")
     cfg = load_config(None, [f"run_dir={run_dir}"])
-    with pytest.raises(SweepError, match=r"grid point \{'reward.w_tt': 0.1\}.*reward.w_tt: unknown key"):
+    with pytest.raises(SweepError, match=r"(?s)grid point \{'reward.w_tt': 0.1\}.*reward.w_tt: unknown key"):
         run_sweep(cfg, load_sweep(typo), None, [f"run_dir={run_dir}"])
 
 
@@ -48,9 +48,9 @@ def test_reward_weight_sweep_completes_and_lands_in_mlflow(tmp_path_factory, tmp
     slowest reward; tune_configs/reward_weights.yaml itself is timed in docs/training.md)."""
     run_dir = fresh_run(tmp_path_factory, tmp_path / "run")
     sweep = tmp_path / "weights.yaml"
-    sweep.write_text("name: weights\nmetric: objective\nmode: max\nset: {reward.w_e: 0.0, train.iterations: 1}\n"
+    sweep.write_text("name: weights\nmetric: objective\nmode: max\nset: {reward.w_e: 0.0}\n"
                      "grid: {reward.w_t: [0.0, 0.5]}\n")
-    sets = [x for o in fast_overrides(run_dir) for x in ("--set", o)]
+    sets = [x for o in fast_overrides(run_dir, train__iterations=1) for x in ("--set", o)]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run([sys.executable, "-m", "argen_ray.cli", "tune", str(sweep), "--config", "configs/local.yaml",
                            *sets], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -161,8 +161,8 @@ def run_sweep(cfg: Config, spec: SweepSpec, config_path: str | None, overrides: 
     tuner = tune.Tuner(
         trainable,
         param_space={key: tune.grid_search(values) for key, values in spec.grid.items()},
-        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode,
-                                    max_concurrent_trials=spec.max_concurrent_trials),
+        # No metric here: only a trial's last report carries the objective (the best is picked below).
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials),
         run_config=tune.RunConfig(name=spec.name, storage_path=str(sweep_dir / "ray_results"), callbacks=callbacks,
                                   verbose=1))
     grid = tuner.fit()
