@@ -79,12 +79,16 @@ class CandidateEvaluator:
         self._generators = self._scorers = None
 
     def _with_retries(self, what: str, call):
-        """`call()`, resent after its actor died (up to `train.actor_retries` times) and while the
-        actor restarts (up to `train.actor_timeout_s`)."""
+        """`call()`, resent while its actor restarts (up to `train.actor_timeout_s`) and after a
+        pool gave up on a crashing actor or node (`train.actor_retries` times, backing off 1, 2,
+        4, 8 s so a lost node's actors can come back elsewhere). Bad input is never retried."""
         from ray.exceptions import ActorUnavailableError, RayActorError
 
+        from argen_ray.actors.generator import GeneratorPoolError
+        from argen_ray.actors.scorer import ScorerPoolError
+
         deadline = time.monotonic() + self.cfg.train.actor_timeout_s
-        deaths = 0
+        failures = 0
         while True:
             try:
                 return call()
@@ -92,13 +96,15 @@ class CandidateEvaluator:
                 if time.monotonic() > deadline:
                     raise ActorCallError(f"{what}: the actor did not come back within "
                                          f"train.actor_timeout_s={self.cfg.train.actor_timeout_s:g} s: {exc}") from None
-            except RayActorError as exc:  # died; Ray restarts it unless it is out of restarts
-                deaths += 1
-                if deaths > self.cfg.train.actor_retries:
-                    raise ActorCallError(f"{what}: the actor died {deaths} times "
+                pause = 0.5
+            except (RayActorError, GeneratorPoolError, ScorerPoolError) as exc:
+                failures += 1
+                if failures > self.cfg.train.actor_retries:
+                    raise ActorCallError(f"{what} failed {failures} times "
                                          f"(train.actor_retries={self.cfg.train.actor_retries}): {exc}") from None
+                pause = min(8.0, 2.0 ** (failures - 1))
             self.retried += 1
-            time.sleep(0.5)
+            time.sleep(pause)
 
     def evaluate(self, states: StateSet, indices, actions: np.ndarray, seed: int) -> list[dict]:
         """Generate one video per (state index, action) and score it.

@@ -30,8 +30,9 @@ class TrainConfig(Section):
     learner_num_gpus: float = Field(0.0, ge=0)
     eval_states: int = Field(16, ge=0)     # held-out states: argmax policy vs random policy
     max_states: int | None = Field(None, ge=1)  # cap on the states used (None: every prompt)
-    # A generation or scoring call whose actor died is retried this often (the actor restarts).
-    actor_retries: int = Field(3, ge=0)
+    # A generation or scoring call that failed because its actor (or node) died is retried this
+    # often, backing off 1, 2, 4, 8, 8 s; an actor still restarting is waited for actor_timeout_s.
+    actor_retries: int = Field(5, ge=0)
     actor_timeout_s: float = Field(600.0, gt=0)
     # Held-out objective (Tune's metric): the argmax policy's score under `objective_weights`
     # ({w_t, w_q, w_f, w_e}; None: the run's own reward weights) - nfe_cost * NFE per video.
