@@ -76,5 +76,7 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_
         assert set(steps.values()) == {4}
     for artifact in ("policy.pt", "reward_curve.png", "eval.json"):
         assert (run_dir / "policy" / artifact).is_file(), artifact
+        # The MLflow run's copies live inside the run folder, not in the working directory.
+        assert list((run_dir / "mlartifacts").rglob(artifact)), artifact
     evaluation = json.loads((run_dir / "policy" / "eval.json").read_text())
     assert evaluation["num_states"] == 2 and {"score", "nfe", "steps"} <= set(evaluation["policy"])

@@ -52,6 +52,20 @@ def tracking_uri(cfg: Config) -> str:
     return f"sqlite:///{Path(cfg.run_dir).resolve() / 'mlflow.db'}"
 
 
+def ensure_experiment(cfg: Config) -> str:
+    """Point MLflow at the run's tracking URI and return the experiment id, creating the
+    experiment with its artifacts inside the run directory when tracking is the local default
+    (MLflow would otherwise put them under ./mlruns of whatever the working directory is)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    found = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    if found is not None:
+        return found.experiment_id
+    location = None if cfg.tracking.tracking_uri else (Path(cfg.run_dir).resolve() / "mlartifacts").as_uri()
+    return mlflow.create_experiment(cfg.tracking.experiment, artifact_location=location)
+
+
 def build_algorithm_config(cfg: Config, states: StateSet):
     """The RLlib `GroupReinforceConfig` of a run: env, module, learner and resources from `cfg`."""
     from argen_ray.ard.learner import GroupReinforceConfig
@@ -303,8 +317,7 @@ class PolicyTrainer:
 
         from argen_ray.config.root import config_to_yaml
 
-        mlflow.set_tracking_uri(tracking_uri(self.cfg))
-        mlflow.set_experiment(self.cfg.tracking.experiment)
+        mlflow.set_experiment(experiment_id=ensure_experiment(self.cfg))
         if self._mlflow_run_id:
             run = mlflow.start_run(run_id=self._mlflow_run_id)
         else:

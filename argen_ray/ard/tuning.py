@@ -131,7 +131,7 @@ def run_sweep(cfg: Config, spec: SweepSpec, config_path: str | None, overrides: 
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     from argen_ray.actors.placement import trial_resources
-    from argen_ray.ard.training import tracking_uri
+    from argen_ray.ard.training import ensure_experiment, tracking_uri
     from argen_ray.runtime import init_ray
 
     prompts = Path(prompts_path or cfg.path("prompts", "prompts.jsonl")).resolve()
@@ -156,6 +156,7 @@ def run_sweep(cfg: Config, spec: SweepSpec, config_path: str | None, overrides: 
         trial_resources(reference))
     callbacks = []
     if cfg.tracking.enabled:
+        ensure_experiment(cfg)
         callbacks.append(MLflowLoggerCallback(tracking_uri=tracking_uri(cfg), experiment_name=cfg.tracking.experiment,
                                               tags={"sweep": spec.name}))
     tuner = tune.Tuner(
