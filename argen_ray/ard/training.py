@@ -167,6 +167,7 @@ def plot_reward_curve(history: list[dict], target: Path) -> Path:
         if any(name in h for h in history):
             ax.plot(its, [h.get(name, np.nan) for h in history], style, label=name, lw=2 if name == "score" else 1)
     ax.set_xlabel("iteration")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("mean reward of sampled candidates")
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()

@@ -31,15 +31,16 @@ def run(args: argparse.Namespace) -> int:
     config_path = args.config if args.config and Path(args.config).is_file() else None
     result = run_sweep(cfg, spec, config_path, args.overrides, args.prompts)
     table = Table(title=f"sweep {spec.name}: {spec.metric} ({spec.mode})")
+    shown = {spec.metric: spec.metric, "eval_policy_score": "own score", "eval_policy_steps": "T",
+             "eval_policy_nfe": "NFE"}
     for key in spec.grid:
-        table.add_column(key, justify="right")
-    for name in (spec.metric, "eval_policy_score", "eval_policy_nfe"):
-        table.add_column(name, justify="right")
+        table.add_column(key.split(".")[-1], justify="right")
+    for label in shown.values():
+        table.add_column(label, justify="right")
     for trial in result.trials:
         m = trial["metrics"]
         table.add_row(*(str(trial["params"][k]) for k in spec.grid),
-                      *(f"{m[n]:.4f}" if n in m else (trial["error"] or "-")[:40]
-                        for n in (spec.metric, "eval_policy_score", "eval_policy_nfe")))
+                      *(f"{m[n]:.4f}" if n in m else (trial["error"] or "-")[:40] for n in shown))
     console = Console()
     console.print(table)
     console.print(f"[bold]best[/]: {result.best_params}  {spec.metric}={result.best_metrics[spec.metric]:.4f}")
