@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from train_setup import ROOT, fast_overrides, fresh_run
 
@@ -80,3 +79,20 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_
         assert list((run_dir / "mlartifacts").rglob(artifact)), artifact
     evaluation = json.loads((run_dir / "policy" / "eval.json").read_text())
     assert evaluation["num_states"] == 2 and {"score", "nfe", "steps"} <= set(evaluation["policy"])
+
+
+def test_train_names_what_is_missing_instead_of_a_traceback(tmp_path_factory, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    base = [sys.executable, "-m", "argen_ray.cli", "train", "--config", "configs/local.yaml"]
+    missing = subprocess.run([*base, "--set", f"run_dir={tmp_path / 'empty'}"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"{tmp_path / 'empty' / 'prompts' / 'prompts.jsonl'} does not exist" in missing.stderr
+    assert "argen-ray prompts" in missing.stderr
+    # More actor CPUs than the local Ray has: a clear error, not a hang.
+    run_dir = fresh_run(tmp_path_factory, tmp_path / "run")
+    crowded = subprocess.run([*base, "--set", f"run_dir={run_dir}", "--set", "ray.num_cpus=2",
+                              "--set", "reward.num_scorers=4"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert crowded.returncode == 2 and "Traceback" not in crowded.stderr
+    assert "need 5 logical CPUs" in crowded.stderr and "raise ray.num_cpus" in crowded.stderr

@@ -66,6 +66,25 @@ def ensure_experiment(cfg: Config) -> str:
     return mlflow.create_experiment(cfg.tracking.experiment, artifact_location=location)
 
 
+def check_local_cpus(cfg: Config) -> None:
+    """On a Ray started by this process, fail fast when one run's actors cannot all be placed
+    (a cluster may autoscale, and a Tune trial's bundles are already reserved: not checked)."""
+    import ray
+    from ray.util.placement_group import get_current_placement_group
+
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS") or get_current_placement_group() is not None:
+        return
+    g, r, t = cfg.generator, cfg.reward, cfg.train
+    need = {"generator": g.num_actors * g.num_cpus, "scorers": r.num_scorers * r.scorer_num_cpus,
+            "env runners": t.num_env_runners * t.env_runner_num_cpus}
+    have = ray.cluster_resources().get("CPU", 0.0)
+    if sum(need.values()) > have + 1e-9:
+        raise TrainingError(
+            f"the actors need {sum(need.values()):g} logical CPUs ({', '.join(f'{k} {v:g}' for k, v in need.items())}) "
+            f"but the local Ray has {have:g}: raise ray.num_cpus (logical CPUs may exceed the cores) or lower "
+            f"generator.num_cpus / reward.scorer_num_cpus / reward.num_scorers")
+
+
 def build_algorithm_config(cfg: Config, states: StateSet):
     """The RLlib `GroupReinforceConfig` of a run: env, module, learner and resources from `cfg`."""
     from argen_ray.ard.learner import GroupReinforceConfig
@@ -221,30 +240,13 @@ class PolicyTrainer:
         from argen_ray.runtime import init_ray
 
         init_ray(self.cfg)
-        self._check_local_cpus()
+        check_local_cpus(self.cfg)
         self.evaluator = CandidateEvaluator(self.cfg)
         encoder = build_state_encoder(self.cfg, self.evaluator.generators)
         states = load_states(self.cfg, encoder, self.prompts_path, self.states_cache, progress=progress)
         self.train_states, self.eval_states = states.split(self.cfg.train.eval_states, self.cfg.seed)
         self.evaluator.scorers  # start the scorer pool before the env runners look it up
         self.algo = build_algorithm_config(self.cfg, self.train_states).build_algo()
-
-    def _check_local_cpus(self) -> None:
-        """On a Ray this run started itself, fail fast when the actors cannot all be placed
-        (a cluster may autoscale, so it is not checked there)."""
-        import ray
-
-        if self.cfg.ray.address or os.environ.get("RAY_ADDRESS"):
-            return
-        g, r, t = self.cfg.generator, self.cfg.reward, self.cfg.train
-        need = {"generator": g.num_actors * g.num_cpus, "scorers": r.num_scorers * r.scorer_num_cpus,
-                "env runners": t.num_env_runners * t.env_runner_num_cpus}
-        have = ray.cluster_resources().get("CPU", 0.0)
-        if sum(need.values()) > have + 1e-9:
-            raise TrainingError(
-                f"the actors need {sum(need.values()):g} logical CPUs ({', '.join(f'{k} {v:g}' for k, v in need.items())}) "
-                f"but the local Ray has {have:g}: raise ray.num_cpus (logical CPUs may exceed the cores) or lower "
-                f"generator.num_cpus / reward.scorer_num_cpus / reward.num_scorers")
 
     # -- 2. checkpoints -----------------------------------------------------------------------
     def latest_checkpoint(self) -> tuple[Path, dict] | None:

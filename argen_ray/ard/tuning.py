@@ -131,7 +131,7 @@ def run_sweep(cfg: Config, spec: SweepSpec, config_path: str | None, overrides: 
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     from argen_ray.actors.placement import trial_resources
-    from argen_ray.ard.training import ensure_experiment, tracking_uri
+    from argen_ray.ard.training import check_local_cpus, ensure_experiment, tracking_uri
     from argen_ray.runtime import init_ray
 
     prompts = Path(prompts_path or cfg.path("prompts", "prompts.jsonl")).resolve()
@@ -150,6 +150,7 @@ def run_sweep(cfg: Config, spec: SweepSpec, config_path: str | None, overrides: 
     sweep_dir = cfg.path("tune", spec.name).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     init_ray(cfg)
+    check_local_cpus(reference)  # else Tune would wait forever for a trial's bundles
     trainable = tune.with_resources(
         tune.with_parameters(_run_trial, config_path=str(Path(config_path).resolve()) if config_path else None,
                              overrides=base, sweep_dir=str(sweep_dir), prompts_path=str(prompts)),

@@ -36,12 +36,13 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"checkpoint: {summary.checkpoint}\npolicy:     {summary.policy_path}")
     if summary.eval is not None:
         table = Table(title=f"held-out evaluation ({summary.eval.num_states} states)")
+        columns = {"score": "score", "r_t": "R_t", "r_q": "R_q", "r_f": "R_f", "r_e": "R_e", "steps": "T",
+                   "nfe": "NFE"}
         table.add_column("policy")
-        keys = list(summary.eval.policy)
-        for key in keys:
-            table.add_column(key, justify="right")
-        for label, values in (("argmax policy", summary.eval.policy), ("random", summary.eval.random)):
-            table.add_row(label, *(f"{values.get(k, float('nan')):.3f}" for k in keys))
+        for label in columns.values():
+            table.add_column(label, justify="right")
+        for label, values in (("argmax", summary.eval.policy), ("random", summary.eval.random)):
+            table.add_row(label, *(f"{values[k]:.3f}" if k in values else "-" for k in columns))
         console.print(table)
         console.print(f"objective (score - train.nfe_cost x NFE): {summary.eval.objective:.4f}")
     if summary.mlflow_run_id:
