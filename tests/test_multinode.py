@@ -38,7 +38,7 @@ def test_actors_follow_node_groups_and_training_survives_losing_the_scorer_node(
         cluster.wait_for_nodes()
         cfg = load_config(ROOT / "configs" / "local.yaml", fast_overrides(
             run_dir, ray__address=cluster.address, ray__pin_to_node_groups="true", generator__num_gpus=1,
-            reward__num_scorers=2, reward__w_e=0, train__iterations=3, train__batch_size=4, train__eval_states=0))
+            reward__num_scorers=2, reward__w_e=0, train__iterations=2, train__batch_size=4, train__eval_states=0))
         trainer = PolicyTrainer(cfg)
         trainer.setup(progress=False)
         generators, scorers = trainer.evaluator.generators, trainer.evaluator.scorers
@@ -48,7 +48,7 @@ def test_actors_follow_node_groups_and_training_survives_losing_the_scorer_node(
         replaced = {}
 
         def lose_scorer_node(iteration, metrics):
-            if iteration == 1:  # a spare CPU node joins, then the scorers' node dies mid-iteration 2
+            if iteration == 1:  # a spare CPU node joins, then the scorers' node dies mid-iteration 2 (the last)
                 replaced["node"] = cluster.add_node(num_cpus=2, resources=cpu_group)
                 cluster.wait_for_nodes()
                 timer = threading.Timer(0.5, lambda: cluster.remove_node(cpu_node, allow_graceful=False))
@@ -58,7 +58,7 @@ def test_actors_follow_node_groups_and_training_survives_losing_the_scorer_node(
         summary = trainer.run(on_iteration=lose_scorer_node, evaluate=False)
         replaced["timer"].join()
         # Every iteration trained on complete groups with a reward for each candidate.
-        assert [h["iteration"] for h in summary.history] == [1, 2, 3]
+        assert [h["iteration"] for h in summary.history] == [1, 2]
         assert all(math.isfinite(h["score"]) for h in summary.history)
         # The scorers now run on the replacement CPU node; the generator stayed on the GPU node.
         assert {_node_of(a) for a in scorers.actors} == {replaced["node"].node_id}
