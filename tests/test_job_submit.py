@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -55,6 +56,7 @@ def test_job_submit_trains_and_logs_to_mlflow(tmp_path_factory, tmp_path):
     finally:
         head.send_signal(signal.SIGTERM)  # `ray start --block` stops the processes it started
         head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
     # The job's MLflow run landed in the run folder's SQLite store, with per-iteration metrics.
     with sqlite3.connect(run_dir / "mlflow.db") as db:
         runs = db.execute("select run_uuid, status from runs").fetchall()
