@@ -185,6 +185,29 @@ def test_registered_and_the_local_preset_uses_it():
     assert isinstance(build_generator(cfg.generator), WarpGenerator)
 
 
+def test_building_warp_never_imports_diffusers():
+    # Backends are imported on demand: the CPU backend must not pay for the diffusion stack.
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from argen_ray.ard.generator import build_generator, known_backends\n"
+            "from argen_ray.config.generator import GeneratorConfig\n"
+            "build_generator(GeneratorConfig(backend='warp'))\n"
+            "assert known_backends() == ['ti2v', 'warp'], known_backends()\n"
+            "print(sorted(m for m in ('diffusers', 'transformers') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_unknown_backend_lists_the_known_ones():
+    from argen_ray.errors import ArgenError
+
+    with pytest.raises(ArgenError, match=r"unknown backend 'nope'; known: \['ti2v', 'warp'\]"):
+        build_generator(GeneratorConfig(backend="nope"))
+
+
 def test_large_references_are_downscaled_with_their_landmarks(astronaut):
     small = build_generator(GeneratorConfig(backend="warp", warp={"max_side": 256}))
     frames = small.generate([GenerationRequest(image=astronaut, prompt="", steps=2, guidance=W_MAX,

@@ -22,7 +22,10 @@ class GenerationRequest:
     guidance: np.ndarray | float      # w_n per generated frame (length N) or one constant
     seed: int = 0
     emotion: str | None = None
-    aus: dict[str, float] = field(default_factory=dict)  # target AU intensities (OpenFace 0-5)
+    # Target AU intensities as 0-1 fractions of each AU's maximum, as prompts.jsonl carries them
+    # (from the retrieved records or the emotion's prototype); a backend maps them onto its own
+    # scale (warp: times generator.warp.au_scale onto OpenFace's 0-5).
+    aus: dict[str, float] = field(default_factory=dict)
     num_frames: int | None = None     # F including the reference; None: the backend's config
     request_id: str = ""
 
@@ -46,11 +49,22 @@ class GeneratorBackend(Protocol):
         """Policy state: (text embeddings (B, Dt), image embeddings (B, Di)) as float32."""
 
 
+# Built-in backends by module: a backend's module (and its heavy imports: torch and diffusers
+# for "ti2v") is imported only when that backend is built, so "warp" never loads diffusers.
+BACKEND_MODULES: dict[str, str] = {
+    "ti2v": "argen_ray.ard.ti2v",
+    "warp": "argen_ray.ard.warp",
+}
+
+# Backends whose module has been imported (filled by `register_generator`).
 GENERATOR_BACKENDS: dict[str, Callable[..., GeneratorBackend]] = {}
 
 
 def register_generator(name: str):
-    """Class/factory decorator: make a backend buildable by `build_generator(cfg)` by name."""
+    """Class/factory decorator: make a backend buildable by `build_generator(cfg)` by name.
+
+    A built-in backend's module is also listed in `BACKEND_MODULES`, so it is imported on demand.
+    """
 
     def wrap(factory):
         GENERATOR_BACKENDS[name] = factory
@@ -59,17 +73,23 @@ def register_generator(name: str):
     return wrap
 
 
-def build_generator(cfg) -> GeneratorBackend:
-    """Build the backend named by `cfg.backend` (a `GeneratorConfig`)."""
-    # Backends register on import; importing them here keeps `build_generator` the one entry point.
-    import importlib
+def known_backends() -> list[str]:
+    """Every backend name `build_generator` accepts (imports nothing)."""
+    return sorted(set(BACKEND_MODULES) | set(GENERATOR_BACKENDS))
 
-    for module in ("argen_ray.ard.ti2v", "argen_ray.ard.warp"):
+
+def build_generator(cfg) -> GeneratorBackend:
+    """Build the backend named by `cfg.backend` (a `GeneratorConfig`), importing only its module."""
+    name = cfg.backend
+    if name not in GENERATOR_BACKENDS and name in BACKEND_MODULES:
+        import importlib
+
+        module = BACKEND_MODULES[name]
         try:
-            importlib.import_module(module)
+            importlib.import_module(module)  # registers the backend
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
-    if cfg.backend not in GENERATOR_BACKENDS:
-        raise ArgenError(f"generator.backend: unknown backend {cfg.backend!r}; known: {sorted(GENERATOR_BACKENDS)}")
-    return GENERATOR_BACKENDS[cfg.backend](cfg)
+    if name not in GENERATOR_BACKENDS:
+        raise ArgenError(f"generator.backend: unknown backend {name!r}; known: {known_backends()}")
+    return GENERATOR_BACKENDS[name](cfg)
