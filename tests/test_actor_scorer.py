@@ -1,6 +1,8 @@
 """The ScorerActor pool: named actors, scores equal to in-process scores, crashes rescored."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,37 @@ def test_bad_input_and_bad_detector_are_clear_errors(ray_session, tmp_path):
     bad = _cfg(tmp_path, "reward.face_detector=nope", "ray.namespace=argen-test-scorer-bad")
     with pytest.raises(ScorerPoolError, match="reward.face_detector"):
         ScorerPool.from_config(bad)
+
+
+class _Crasher:
+    """A scorer actor whose process dies on every video (restarted by Ray each time)."""
+
+    def score(self, frames, reference, steps):
+        os._exit(1)
+
+    def info(self) -> dict:
+        return {"pid": os.getpid()}
+
+
+def test_a_crashing_actor_is_backed_off_then_named_when_the_pool_gives_up(ray_session, tmp_path, monkeypatch):
+    import argen_ray.actors.scorer as scorer
+
+    monkeypatch.setattr(scorer, "RESCORE_BACKOFF_S", 0.05)
+    cfg = _cfg(tmp_path, "reward.scorer_max_rescores=2")
+    actor = ray.remote(_Crasher).options(name=scorer_actor_name(0), namespace=cfg.ray.namespace, num_cpus=0.5,
+                                         max_restarts=-1, max_task_retries=0).remote()
+    pool = ScorerPool([actor], cfg.reward, cfg.ray.namespace)
+    try:
+        # Rescores wait for the restarting actor (0.05 s, then doubling) instead of hitting it at once.
+        with pytest.raises(ScorerPoolError, match=r"video 0: its scorer actor crashed 3 times, the last time "
+                                                  r"scorer actor 'argen-scorer-0' \(reward.scorer_max_rescores=2\)"):
+            pool.score_many(_videos(1), steps=[5])
+        assert pool.rescored == [0, 0] and pool.backoff_s == pytest.approx(0.05 + 0.1 + 0.2)
+        # The total back-off on one actor is bounded, whatever scorer_max_rescores allows.
+        monkeypatch.setattr(scorer, "RESCORE_MAX_WAIT_S", 0.1)
+        pool.cfg = cfg.reward.model_copy(update={"scorer_max_rescores": 100})
+        with pytest.raises(ScorerPoolError, match=r"video 0: scorer actor 'argen-scorer-0' kept crashing "
+                                                  r"\(2 crashes in a row, 0.05 s of back-off"):
+            pool.score_many(_videos(1), steps=[5])
+    finally:
+        pool.shutdown()

@@ -21,9 +21,8 @@ import os
 
 import numpy as np
 
-from argen_ray.actors.scorer import _root_message
 from argen_ray.ard.generator import GenerationRequest, GenerationResult, build_generator
-from argen_ray.errors import ArgenError
+from argen_ray.errors import ArgenError, root_message
 
 ACTOR_MAX_RESTARTS = -1       # restart forever: the model reloads, the calls are resent
 ACTOR_MAX_TASK_RETRIES = 3    # per call, beyond which the caller sees the failure
@@ -102,7 +101,7 @@ class GeneratorPool:
             model_ids = ray.get([a.ready.remote() for a in actors])
         except ray.exceptions.RayError as exc:
             raise GeneratorPoolError(f"generator actors failed to start (generator.backend={cfg.generator.backend!r}, "
-                                     f"generator.model={cfg.generator.model!r}): {_root_message(exc)}") from None
+                                     f"generator.model={cfg.generator.model!r}): {root_message(exc)}") from None
         return cls(actors, cfg.generator, model_ids[0], cfg.ray.namespace, placement)
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
@@ -132,7 +131,7 @@ class GeneratorPool:
         except ray.exceptions.RayTaskError as exc:
             if isinstance(getattr(exc, "cause", None), ArgenError):
                 raise exc.cause from None
-            raise GeneratorPoolError(f"{what} failed on a generator actor: {_root_message(exc)}") from None
+            raise GeneratorPoolError(f"{what} failed on a generator actor: {root_message(exc)}") from None
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Kill the actors and release their placement group (the driver's end of a run)."""

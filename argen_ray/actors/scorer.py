@@ -8,11 +8,15 @@ namespace of the config, so RLlib env runners reach the same actors with
 Crashes: actors restart forever (`max_restarts=-1`); Ray does not retry their tasks
 (`max_task_retries=0`) because the pool does: a video whose actor died is rescored — first on
 the next actor, so a dead actor cannot hold it — up to `reward.scorer_max_rescores` times, then
-the pool raises an error naming the video. No reward is silently dropped.
+the pool raises an error naming the video and the actor. An actor that crashed takes no work
+while it restarts: it backs off `RESCORE_BACKOFF_S`, doubling per further crash up to
+`RESCORE_BACKOFF_MAX_S`, and once its back-offs in one call would pass `RESCORE_MAX_WAIT_S` the
+pool gives up with an error naming it. No reward is silently dropped.
 """
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from typing import Iterator, Sequence
 
@@ -21,10 +25,15 @@ import numpy as np
 from argen_ray.ard.rewards import RewardScorer, check_batch, check_video
 from argen_ray.config import Config
 from argen_ray.config.reward import RewardConfig
-from argen_ray.errors import ArgenError
+from argen_ray.errors import ArgenError, root_message
 
 # Tasks queued per actor: one running, one waiting, so an actor never idles between videos.
 TASKS_PER_ACTOR = 2
+# Back-off of an actor after a crash (it restarts and reloads its models meanwhile): the first
+# wait, the cap of one wait (doubling per further crash), and the most one call waits on one actor.
+RESCORE_BACKOFF_S = 0.25
+RESCORE_BACKOFF_MAX_S = 4.0
+RESCORE_MAX_WAIT_S = 30.0
 
 
 class ScorerPoolError(ArgenError, RuntimeError):
@@ -66,6 +75,7 @@ class ScorerPool:
         self.cfg = cfg
         self.namespace = namespace
         self.rescored: list[int] = []  # video indices rescored after a crash, in the last call
+        self.backoff_s = 0.0           # seconds of crash back-off over all actors, in the last call
 
     @classmethod
     def from_config(cls, cfg: Config) -> "ScorerPool":
@@ -87,7 +97,7 @@ class ScorerPool:
         except ray.exceptions.RayError as exc:
             raise ScorerPoolError(f"scorer actors failed to start (reward.face_detector="
                                   f"{cfg.reward.face_detector!r}, reward.au_backend={cfg.reward.au_backend!r}): "
-                                  f"{_root_message(exc)}") from None
+                                  f"{root_message(exc)}") from None
         return cls(actors, cfg.reward, cfg.ray.namespace)
 
     def iter_scores(self, videos: Sequence, references: Sequence | None = None,
@@ -101,41 +111,90 @@ class ScorerPool:
             check_video(video, f"video {i}", min_side=self.cfg.ssim_window)
         # Each video goes into the object store once: rescoring re-sends only its reference.
         video_refs = [ray.put(np.asarray(v)) for v in videos]
-        self.rescored = []
+        n = len(self.actors)
+        self.rescored, self.backoff_s = [], 0.0
         attempts = [0] * len(videos)
         waiting = deque(range(len(videos)))
+        rescore: deque[tuple[int, int]] = deque()  # (video, actor) waiting for that actor
         in_flight: dict = {}
+        load = [0] * n          # tasks in flight per actor
+        crashes = [0] * n       # crashes of each actor since its last score (sets its back-off)
+        waited = [0.0] * n      # back-off of each actor in this call (bounded)
+        ready_at = [0.0] * n    # a crashed actor takes work again from then on
 
         def submit(index: int, actor: int) -> None:
             ref = self.actors[actor].score.remote(video_refs[index], references[index], steps[index])
             in_flight[ref] = (index, actor)
+            load[actor] += 1
 
-        for slot in range(TASKS_PER_ACTOR * len(self.actors)):
-            if waiting:
-                submit(waiting.popleft(), slot % len(self.actors))
-        while in_flight:
-            [done], _ = ray.wait(list(in_flight), num_returns=1)
-            index, actor = in_flight.pop(done)
-            try:
-                result = ray.get(done)
-            except RayActorError as exc:
-                attempts[index] += 1
-                if attempts[index] > self.cfg.scorer_max_rescores:
-                    raise ScorerPoolError(f"video {index}: its scorer actor crashed {attempts[index]} times "
-                                          f"(reward.scorer_max_rescores={self.cfg.scorer_max_rescores}): "
-                                          f"{_root_message(exc)}") from None
-                self.rescored.append(index)
-                # Rescore on the next actor; the crashed one (restarting) takes later videos.
-                submit(index, (actor + attempts[index]) % len(self.actors))
-            except RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, ArgenError):
-                    raise type(cause)(f"video {index}: {cause}") from None
-                raise ScorerPoolError(f"video {index}: scoring failed: {_root_message(exc)}") from None
-            else:
-                yield index, result
-            if waiting and len(in_flight) < TASKS_PER_ACTOR * len(self.actors):
-                submit(waiting.popleft(), actor)
+        def dispatch() -> None:
+            now = time.monotonic()
+            for _ in range(len(rescore)):
+                index, actor = rescore.popleft()
+                if ready_at[actor] <= now:
+                    submit(index, actor)
+                else:
+                    rescore.append((index, actor))
+            for slot in range(TASKS_PER_ACTOR * n):  # new videos, round robin over ready actors
+                actor = slot % n
+                if waiting and load[actor] < TASKS_PER_ACTOR and ready_at[actor] <= now:
+                    submit(waiting.popleft(), actor)
+
+        def crashed(actor: int, index: int, exc: BaseException) -> None:
+            now = time.monotonic()
+            if now >= ready_at[actor]:  # a new crash (its other tasks fail during the back-off)
+                crashes[actor] += 1
+                delay = min(RESCORE_BACKOFF_S * 2 ** (crashes[actor] - 1), RESCORE_BACKOFF_MAX_S)
+                if waited[actor] + delay > RESCORE_MAX_WAIT_S:
+                    raise ScorerPoolError(
+                        f"video {index}: {self._actor_label(actor)} kept crashing ({crashes[actor]} crashes in a "
+                        f"row, {waited[actor]:.2f} s of back-off while it restarted; the limit is "
+                        f"{RESCORE_MAX_WAIT_S:.0f} s): {root_message(exc)}") from None
+                waited[actor] += delay
+                self.backoff_s += delay
+                ready_at[actor] = now + delay
+            attempts[index] += 1
+            if attempts[index] > self.cfg.scorer_max_rescores:
+                raise ScorerPoolError(f"video {index}: its scorer actor crashed {attempts[index]} times, the last "
+                                      f"time {self._actor_label(actor)} (reward.scorer_max_rescores="
+                                      f"{self.cfg.scorer_max_rescores}): {root_message(exc)}") from None
+            self.rescored.append(index)
+            # Rescore on the next actor; the crashed one (restarting) takes later videos.
+            rescore.append((index, (actor + attempts[index]) % n))
+
+        dispatch()
+        while in_flight or rescore or waiting:
+            now = time.monotonic()
+            backing_off = [t for t in ready_at if t > now]
+            if not in_flight:  # everything left waits for a restarting actor
+                time.sleep(max(0.0, min(backing_off, default=now) - now))
+                dispatch()
+                continue
+            timeout = max(0.0, min(backing_off) - now) if backing_off and (rescore or waiting) else None
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
+            if done:
+                index, actor = in_flight.pop(done[0])
+                load[actor] -= 1
+                try:
+                    result = ray.get(done[0])
+                except RayActorError as exc:
+                    crashed(actor, index, exc)
+                except RayTaskError as exc:
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, ArgenError):
+                        raise type(cause)(f"video {index}: {cause}") from None
+                    raise ScorerPoolError(f"video {index}: scoring failed on {self._actor_label(actor)}: "
+                                          f"{root_message(exc)}") from None
+                else:
+                    crashes[actor] = 0
+                    yield index, result
+            dispatch()
+
+    def _actor_label(self, actor: int) -> str:
+        """How errors name an actor: by its Ray name where the pool made it (`from_config`)."""
+        if self.namespace is not None:
+            return f"scorer actor {scorer_actor_name(actor)!r}"
+        return f"scorer actor {actor}"
 
     def score_many(self, videos: Sequence, references: Sequence | None = None,
                    steps: Sequence[int] | None = None, progress: bool = False) -> list[dict]:
@@ -160,8 +219,6 @@ class ScorerPool:
         Returns once their names are free, so a new pool in the same namespace never gets a
         dying actor back from its get-or-create.
         """
-        import time
-
         import ray
 
         for actor in self.actors:
@@ -176,12 +233,3 @@ class ScorerPool:
                 except ValueError:  # no live actor holds the name any more
                     break
                 time.sleep(0.05)
-
-
-def _root_message(exc: BaseException) -> str:
-    """The innermost cause's message: Ray wraps actor errors in layers of traceback text."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        return f"{type(cause).__name__}: {cause}"
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__

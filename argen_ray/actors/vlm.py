@@ -71,9 +71,8 @@ def start_vlm_actor(cfg: Config):
     try:
         ray.get(actor.info.remote())
     except ray.exceptions.RayError as exc:
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise VLMActorError(f"VLM actor failed to start (asi.vlm.backend={vlm.backend!r}, model={vlm.model!r}): "
-                            f"{message}") from None
+                            f"{root_message(exc)}") from None
     return actor
 
 

@@ -312,6 +312,5 @@ def start(cfg: Config, blocking: bool = False):
     try:
         serve.run(application, name=s.app_name, route_prefix=s.route_prefix, blocking=blocking)
     except RuntimeError as exc:  # a replica's constructor failed: its message is the last line
-        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise ArgenError(f"the Serve app {s.app_name!r} failed to start: {last}") from None
+        raise ArgenError(f"the Serve app {s.app_name!r} failed to start: {root_message(exc)}") from None
     return f"http://{s.host}:{s.port}{s.route_prefix.rstrip('/')}"
