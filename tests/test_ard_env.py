@@ -52,11 +52,22 @@ def test_one_vector_step_scores_the_group_of_one_state(world):
     chosen = [steps_values[a[0]] for a in actions]
     assert list(step_infos["steps"]) == chosen
     np.testing.assert_allclose(step_infos["r_t"], [1 - t / max(steps_values) for t in chosen])
+    assert all(r is None for r in step_infos["r_e"])  # reward.w_e = 0: R_e is not computed
     assert (step_infos["nfe"] > 0).all() and step_infos["generate_s"][0] > 0
     # NEXT_STEP autoreset: the following step starts a new state, no reward, not terminal.
     obs3, rewards3, terminated3, _, infos3 = env.step(actions)
     assert not terminated3.any() and (rewards3 == 0).all()
     assert infos3["group_id"][0] != infos["group_id"][0]
+
+
+def test_field_means_skip_values_that_were_not_computed():
+    from argen_ray.ard.env import field_means
+
+    rows = [{"score": 0.2, "r_e": None, "nfe": 4}, {"score": 0.4, "r_e": None, "nfe": 6}]
+    assert field_means(rows) == pytest.approx({"score": 0.3, "nfe": 5.0})
+    # A value missing from some rows is the mean of the rows that have it.
+    mixed = rows + [{"score": 0.6, "r_e": 0.9}]
+    assert field_means(mixed, ("score", "r_e")) == pytest.approx({"score": 0.4, "r_e": 0.9})
 
 
 def test_every_state_is_visited_once_per_pass(world):

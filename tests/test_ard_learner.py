@@ -48,6 +48,28 @@ def test_a_split_group_is_an_error_not_a_silent_bias():
             rl_module=None, episodes=[_episode(s, "a") for s in (0.5, 0.9, 0.1)], batch={})
 
 
+def test_group_metrics_skip_a_component_that_was_not_computed():
+    # reward.w_e = 0: r_e is None in every candidate's info; it is left out, never averaged.
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    from argen_ray.ard.learner import GroupReinforce
+
+    def episode(score, r_t):
+        info = {"group_id": "a", "score": score, "r_t": r_t, "r_e": None, "steps": 5, "generate_s": 0.5}
+        return SingleAgentEpisode(observations=[np.zeros(2), np.zeros(2)], actions=[np.zeros(3)], rewards=[score],
+                                  infos=[{"group_id": "a"}, info], terminated=True, len_lookback_buffer=0)
+
+    logged = {}
+
+    class Metrics:
+        def log_value(self, key, value, window=None):
+            logged[key[1]] = value
+
+    fake = type("Algo", (), {"metrics": Metrics()})()
+    GroupReinforce._log_group_metrics(fake, [episode(0.2, 0.5), episode(0.6, 0.7)])
+    assert logged == pytest.approx({"score": 0.4, "r_t": 0.6, "steps": 5.0, "generate_s": 0.5, "groups": 1})
+
+
 def test_config_keeps_groups_whole():
     with pytest.raises(ValueError, match="must equal the group size"):
         (GroupReinforceConfig().environment(_Bandit).training(group_size=4)

@@ -33,6 +33,18 @@ CANDIDATE_FIELDS = ("score", "r_t", "r_q", "r_f", "r_e", "nfe", "steps", "alpha"
 GROUP_TIMINGS = ("generate_s", "score_s")
 
 
+def field_means(rows: list[dict], fields: tuple[str, ...] = CANDIDATE_FIELDS) -> dict[str, float]:
+    """Mean of each field over the rows where it has a value; a field no row has a value for is
+    left out. A reward component with weight 0 is not computed (`r_e` is None when
+    reward.w_e = 0), so it is skipped, never averaged as a number."""
+    out = {}
+    for name in fields:
+        values = [float(r[name]) for r in rows if r.get(name) is not None]
+        if values:
+            out[name] = float(np.mean(values))
+    return out
+
+
 class ActorCallError(ArgenError, RuntimeError):
     """A generator or scorer actor kept failing after its retries."""
 

@@ -36,7 +36,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
-from argen_ray.ard.env import CANDIDATE_FIELDS, GROUP_TIMINGS
+from argen_ray.ard.env import CANDIDATE_FIELDS, GROUP_TIMINGS, field_means
 from argen_ray.ard.policy import HEADS, PolicyRLModule, split_logits
 from argen_ray.errors import ArgenError
 
@@ -182,8 +182,6 @@ class GroupReinforce(Algorithm):
     def _log_group_metrics(self, episodes) -> None:
         """Means of the candidates' score, reward components, actions, NFE and timings."""
         infos = [ep.get_infos(-1) for ep in episodes]
-        for name in CANDIDATE_FIELDS + GROUP_TIMINGS:
-            values = [float(i[name]) for i in infos if i.get(name) is not None]
-            if values:
-                self.metrics.log_value(("argen", name), float(np.mean(values)), window=1)
+        for name, mean in field_means(infos, CANDIDATE_FIELDS + GROUP_TIMINGS).items():
+            self.metrics.log_value(("argen", name), mean, window=1)
         self.metrics.log_value(("argen", "groups"), len({i["group_id"] for i in infos}), window=1)
