@@ -1,6 +1,8 @@
 """`argen-ray` command line: a registry of stage commands, each in argen_ray.commands.<module>.
 
 Command modules are imported only when their command runs, so `argen-ray --help` is instant.
+A command module sets `RESUMABLE = False` when a rerun after Ctrl-C starts over (default True:
+the message on Ctrl-C then says that rerunning the same command resumes).
 """
 from __future__ import annotations
 
@@ -34,8 +36,12 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         if name == selected:
             mod = importlib.import_module(f"argen_ray.commands.{module}")
             mod.add_arguments(p)
-            p.set_defaults(_run=mod.run)
+            p.set_defaults(_run=mod.run, _resumable=getattr(mod, "RESUMABLE", True))
     return parser
+
+
+def interrupt_message(resumable: bool) -> str:
+    return "interrupted; rerun the same command to resume" if resumable else "stopped"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"argen-ray {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"argen-ray {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"argen-ray {args.command}: {interrupt_message(getattr(args, '_resumable', True))}", file=sys.stderr)
         return 130
     return int(code or 0)
 

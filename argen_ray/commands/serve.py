@@ -9,6 +9,9 @@ import argparse
 
 from argen_ray.commands import add_config_arguments, config_from_args
 
+# Ctrl-C is how a running app is stopped: there is nothing to resume (cli.py's message says so).
+RESUMABLE = False
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)

@@ -10,6 +10,9 @@ import argparse
 
 from argen_ray.commands import add_config_arguments, config_from_args
 
+# An interrupted sweep is not restored: a rerun starts new trials (cli.py's Ctrl-C message).
+RESUMABLE = False
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="sweep definition, e.g. tune_configs/reward_weights.yaml")
