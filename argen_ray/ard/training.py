@@ -321,10 +321,11 @@ class PolicyTrainer:
         from argen_ray.config.root import config_to_yaml
 
         mlflow.set_experiment(experiment_id=ensure_experiment(self.cfg))
+        nested = mlflow.active_run() is not None  # a child of `argen-ray run`'s parent run
         if self._mlflow_run_id:
-            run = mlflow.start_run(run_id=self._mlflow_run_id)
+            run = mlflow.start_run(run_id=self._mlflow_run_id, nested=nested)
         else:
-            run = mlflow.start_run(run_name=f"train-{Path(self.cfg.run_dir).name}")
+            run = mlflow.start_run(run_name=f"train-{Path(self.cfg.run_dir).name}", nested=nested)
             self._mlflow_run_id = run.info.run_id
             flat = {**{f"train.{k}": v for k, v in self.cfg.train.model_dump().items()},
                     **{f"reward.{k}": v for k, v in self.cfg.reward.model_dump().items() if not isinstance(v, dict)},

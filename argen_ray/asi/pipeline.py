@@ -142,7 +142,7 @@ class PromptStage:
         vlm = self.cfg.asi.vlm
         rec = {
             "prompt_id": item.request.request_id, "identity_id": item.identity.identity_id,
-            "clip_id": item.identity.clip_id, "frame_index": item.identity.frame_index,
+            "clip_id": item.identity.clip_id, "subject": item.identity.subject, "frame_index": item.identity.frame_index,
             "image": str(image_path), "emotion": item.emotion,
             "aus": prompt_aus(self.kb, result, item.candidates, item.emotion),
             "descriptions": item.request.descriptions,

@@ -33,23 +33,22 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def summarize_dataset(cfg, dataset, max_skipped: int = 20) -> Path:
+    """Print the dataset summary and scarce analysis; write summary.json and class_counts.png
+    under <run_dir>/data; returns that folder."""
     from rich.console import Console
 
-    from argen_ray.data import open_dataset, scarce_analysis
+    from argen_ray.data import scarce_analysis
     from argen_ray.data.scarce import configured_scarce_classes, scarce_table
 
-    args.overrides = list(args.overrides) + _overrides(args)
-    cfg = config_from_args(args)
-    dataset = open_dataset(cfg)
     console = Console()
     console.print(dataset.summary_table())
     if dataset.skipped:
         console.print(f"[bold]skipped {len(dataset.skipped)} item(s):[/bold]")
-        for report in dataset.skipped[: max(args.max_skipped, 0)]:
+        for report in dataset.skipped[: max(max_skipped, 0)]:
             console.print(f"  {report}", markup=False, highlight=False, soft_wrap=True)
-        if len(dataset.skipped) > args.max_skipped:
-            console.print(f"  ... and {len(dataset.skipped) - args.max_skipped} more (see summary.json)")
+        if len(dataset.skipped) > max_skipped:
+            console.print(f"  ... and {len(dataset.skipped) - max_skipped} more (see summary.json)")
     d = cfg.data
     rows = scarce_analysis(dataset.training_labels(), d.scarce_rho, d.baseline_recall, d.recall_threshold)
     console.print(scarce_table(rows, d.recall_threshold, override=d.scarce_classes))
@@ -58,6 +57,15 @@ def run(args: argparse.Namespace) -> int:
     _write_summary(out / "summary.json", dataset, rows, scarce)
     _plot_class_counts(out / "class_counts.png", dataset, rows, scarce)
     print(f"[argen-ray] summary and class-count plot in {out}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from argen_ray.data import open_dataset
+
+    args.overrides = list(args.overrides) + _overrides(args)
+    cfg = config_from_args(args)
+    summarize_dataset(cfg, open_dataset(cfg), args.max_skipped)
     return 0
 
 

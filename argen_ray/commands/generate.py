@@ -52,16 +52,16 @@ def clip_id(prompt_id: str, index: int) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', str(prompt_id))}_{index}"
 
 
-def choose_actions(args, cfg, generator, prompts_path: Path, out: Path):
+def choose_actions(cfg, generator, prompts_path: Path, out: Path, policy_path=None, fixed: str | None = None):
     """(rows, images, per-row (action or None, steps, alpha, beta, guidance curve), policy source)."""
     from argen_ray.ard.guidance import ActionSpace, guidance_curve
     from argen_ray.ard.states import build_state_encoder, load_states
 
-    if args.fixed:
+    if fixed:
         from argen_ray.ard.states import read_prompt_rows, resolve_image
         from argen_ray.data.video import read_image
 
-        steps, alpha, beta = parse_fixed(args.fixed)
+        steps, alpha, beta = parse_fixed(fixed)
         rows = read_prompt_rows(prompts_path)
         images = [read_image(resolve_image(row, prompts_path)) for row in rows]
         space = ActionSpace.from_config(cfg.generator)
@@ -73,7 +73,7 @@ def choose_actions(args, cfg, generator, prompts_path: Path, out: Path):
         return rows, images, [(action, steps, alpha, beta, curve)] * len(rows), None
     from argen_ray.ard.policy import load_policy
 
-    policy = load_policy(args.policy)
+    policy = load_policy(policy_path)
     if policy.meta.get("state_encoder"):
         cfg.train.state_encoder = policy.meta["state_encoder"]  # embed states as in training
     states = load_states(cfg, build_state_encoder(cfg, generator), prompts_path, cache_dir=out / "states",
@@ -84,7 +84,7 @@ def choose_actions(args, cfg, generator, prompts_path: Path, out: Path):
     for action in actions:
         p = space.decode(action)
         chosen.append((action.tolist(), p.steps, p.alpha, p.beta, p.guidance))
-    return states.rows, states.images, chosen, str(args.policy)
+    return states.rows, states.images, chosen, str(policy_path)
 
 
 def open_generator(cfg):
@@ -100,26 +100,30 @@ def open_generator(cfg):
     return GeneratorPool.from_config(cfg), cfg.generator.num_actors
 
 
-def run(args: argparse.Namespace) -> int:
+def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path | None = None, policy=None,
+                   fixed: str | None = None, per_prompt: int = 1, score: bool = False) -> Path:
+    """Generate `per_prompt` clips per prompts.jsonl row with a policy's or fixed actions; returns
+    the manifest path. Finished clips (manifest line and video present) are skipped."""
     from tqdm.auto import tqdm
 
     from argen_ray.ard.generator import GenerationRequest
     from argen_ray.data.video import write_gif, write_mp4
     from argen_ray.io import JsonlStore
 
-    cfg = config_from_args(args)
-    if args.per_prompt < 1:
-        raise GenerateError(f"--per-prompt must be at least 1, got {args.per_prompt}")
-    prompts_path = Path(args.prompts or cfg.path("prompts", "prompts.jsonl"))
-    out = Path(args.out or cfg.path("generated"))
-    if args.fixed:
-        parse_fixed(args.fixed)  # malformed inputs fail before any model loads
+    if per_prompt < 1:
+        raise GenerateError(f"--per-prompt must be at least 1, got {per_prompt}")
+    if (policy is None) == (fixed is None):
+        raise GenerateError("give exactly one of a policy (--policy) or fixed actions (--fixed)")
+    prompts_path = Path(prompts_path or cfg.path("prompts", "prompts.jsonl"))
+    out = Path(out or cfg.path("generated"))
+    if fixed:
+        parse_fixed(fixed)  # malformed inputs fail before any model loads
     if not prompts_path.is_file():
         raise GenerateError(f"{prompts_path} does not exist: run `argen-ray prompts` first (same --config)")
     generator, parallel = open_generator(cfg)
-    rows, images, chosen, policy = choose_actions(args, cfg, generator, prompts_path, out)
+    rows, images, chosen, policy = choose_actions(cfg, generator, prompts_path, out, policy, fixed)
     scorer = None
-    if args.score:
+    if score:
         from argen_ray.ard.rewards import RewardScorer
 
         scorer = RewardScorer(cfg.reward, max(max(cfg.generator.action_space.steps), *(c[1] for c in chosen)))
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     store = JsonlStore(out / "manifest.jsonl", key="clip_id")
     todo = []
     for row, image, (action, steps, alpha, beta, curve) in zip(rows, images, chosen):
-        for k in range(args.per_prompt):
+        for k in range(per_prompt):
             cid = clip_id(row["prompt_id"], k)
             if cid in store and (out / f"{cid}.mp4").is_file():
                 continue
@@ -136,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
                 image=image, prompt=row["prompt"], steps=steps, guidance=curve, seed=seed,
                 emotion=row.get("emotion"), aus=row.get("aus") or {}, request_id=cid),
                 {"action": action, "steps": steps, "alpha": alpha, "beta": beta}))
-    done = len(rows) * args.per_prompt - len(todo)
+    done = len(rows) * per_prompt - len(todo)
     if done:
         print(f"[argen-ray] {done} clips already in {out / 'manifest.jsonl'}: skipped")
     chunk = cfg.generator.max_batch * parallel
@@ -149,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
                 write_gif(out / "previews" / f"{cid}.gif", result.frames, fps=cfg.generator.fps)
                 record = {"clip_id": cid, "video": f"{cid}.mp4", "preview": f"previews/{cid}.gif",
                           "prompt_id": row["prompt_id"], "prompt": row["prompt"], "emotion": row.get("emotion"),
-                          "aus": row.get("aus") or {}, "image": row["image"], "identity": row.get("identity"),
+                          "aus": row.get("aus") or {}, "image": row["image"], "identity": row.get("identity_id"),
+                          "subject": row.get("subject"),
                           **chosen_action, "guidance": np.asarray(request.guidance, float).round(4).tolist(),
                           "seed": request.seed, "num_frames": int(len(result.frames)), "fps": cfg.generator.fps,
                           "nfe": int(result.nfe), "backend": cfg.generator.backend, "model_id": result.model_id,
@@ -158,7 +163,15 @@ def run(args: argparse.Namespace) -> int:
                     record["rewards"] = scorer.score(result.frames, request.image, request.steps)
                 store.append(record)
                 bar.update(1)
+    if hasattr(generator, "shutdown"):
+        generator.shutdown()  # the actor pool releases its placement group for the next stage
     nfe = [r["nfe"] for r in store]
     print(f"[argen-ray] {len(store)} clips in {out} (manifest.jsonl, previews/); "
           f"mean NFE per video {np.mean(nfe) if nfe else 0:.0f}")
+    return store.path
+
+
+def run(args: argparse.Namespace) -> int:
+    generate_clips(config_from_args(args), args.prompts, args.out, policy=args.policy, fixed=args.fixed,
+                   per_prompt=args.per_prompt, score=args.score)
     return 0

@@ -13,38 +13,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
+def run_prompt_stage(cfg, use_ray: bool = False, progress: bool = True, dataset=None) -> dict:
+    """The ASI stage for a config: prompts.jsonl under <run_dir>/prompts (resumes); its summary."""
     from argen_ray.asi.knowledge import load_knowledge_base
     from argen_ray.asi.pipeline import PromptStage
     from argen_ray.asi.retrieval import AURetriever, load_embedder
     from argen_ray.asi.vlm import build_vlm
     from argen_ray.data import open_dataset
 
-    cfg = config_from_args(args)
-    dataset = open_dataset(cfg)
+    dataset = dataset if dataset is not None else open_dataset(cfg)
     kb = load_knowledge_base(cfg.asi.knowledge_base)
     retriever = AURetriever(kb, load_embedder(cfg.asi.embedder), cfg.asi.top_k, cfg.asi.retrieval_temperature)
-    stage = PromptStage(cfg, kb, retriever, progress=not args.no_progress)
-    if args.ray or cfg.asi.vlm.use_ray:
+    stage = PromptStage(cfg, kb, retriever, progress=progress)
+    if use_ray or cfg.asi.vlm.use_ray:
+        import ray
+
         from argen_ray.actors.vlm import actor_generate, start_vlm_actor
         from argen_ray.runtime import init_ray
 
         init_ray(cfg)
         actor = start_vlm_actor(cfg)
-        generate = actor_generate(actor)
-    else:
-        actor = None
-        generate = build_vlm(cfg.asi.vlm, seed=cfg.seed).generate
-    summary = stage.run(dataset, generate)
-    if actor is not None:
-        import ray
-
+        summary = stage.run(dataset, actor_generate(actor))
         info = ray.get(actor.info.remote())
         print(f"[argen-ray] VLMActor {info['backend']} ({info['model']}, pid {info['pid']}) served "
               f"{info['served']} requests")
+        ray.kill(actor)  # frees its GPU for the generator actors of the next stage
+    else:
+        summary = stage.run(dataset, build_vlm(cfg.asi.vlm, seed=cfg.seed).generate)
     print(f"[argen-ray] prompts: {summary['prompts']} in {summary['prompts_file']} "
           f"({summary['identities']} identities x {', '.join(summary['emotions'])}; backend {summary['backend']})")
     print(f"[argen-ray] hallucination rate: {summary['hallucination_rate']:.1%} "
           f"({summary['dropped']} of {summary['asserted']} asserted actions dropped; "
           f"{summary['fallbacks']} prompts fell back to the template)")
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    run_prompt_stage(config_from_args(args), use_ray=args.ray, progress=not args.no_progress)
     return 0

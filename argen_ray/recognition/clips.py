@@ -71,8 +71,8 @@ class ClipDataset(TorchDataset):
 def read_generated_clips(manifest: str | os.PathLike) -> list[ClipRecord]:
     """Generated clips from `<run_dir>/generated/manifest.jsonl` as training records.
 
-    Each row needs `clip_id`, `path` (an mp4, absolute or relative to the manifest's folder)
-    and `emotion` (the label it was generated for); `subject`/`identity` is kept when present.
+    Each row needs `clip_id`, `video` (or `path`: an mp4, absolute or relative to the manifest's
+    folder) and `emotion` (the label it was generated for); `subject`/`identity` is kept when present.
     Rows with `"ok": false` or an `error` are generation failures and are left out.
     """
     from argen_ray.io import read_jsonl
@@ -90,14 +90,15 @@ def read_generated_clips(manifest: str | os.PathLike) -> list[ClipRecord]:
             raise RecognitionError(f"{manifest}:{line}: expected a JSON object, got {type(row).__name__}")
         if row.get("ok") is False or row.get("error"):
             continue
-        missing = [k for k in ("clip_id", "path", "emotion") if row.get(k) in (None, "")]
+        row = {**row, "video": row.get("video") or row.get("path")}
+        missing = [k for k in ("clip_id", "video", "emotion") if row.get(k) in (None, "")]
         if missing:
             raise RecognitionError(f"{manifest}:{line}: row lacks {', '.join(missing)}")
         try:
             label = label_index(row["emotion"])
         except LabelError as exc:
             raise RecognitionError(f"{manifest}:{line}: {exc}") from None
-        path = Path(row["path"])
+        path = Path(row["video"])
         path = path if path.is_absolute() else manifest.parent / path
         if not path.is_file():
             raise RecognitionError(f"{manifest}:{line}: generated clip {path} does not exist")

@@ -1,0 +1,215 @@
+"""`argen-ray run`: the end-to-end job (DESIGN 2): data -> prompts -> policy training ->
+generation of scarce-class clips -> recognition original vs augmented -> generation metrics ->
+HTML report, under one MLflow parent run.
+
+Each stage writes its outputs under the run directory and is recorded in `<run_dir>/run.json`
+when it finishes; rerunning the command skips finished stages (and every stage resumes its own
+partial work), `--from STAGE` redoes a stage and the ones after it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+from argen_ray.commands import add_config_arguments, config_from_args
+from argen_ray.errors import ArgenError
+
+STAGES = ("data", "prompts", "train", "generate", "recognition", "metrics", "report")
+
+
+class RunError(ArgenError, RuntimeError):
+    """The end-to-end run cannot go on (a stage's input is missing)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--from", dest="from_stage", choices=STAGES, default=None,
+                        help="redo this stage and every later one (default: only stages not finished yet)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+class EndToEndRun:
+    """The stages of one run over one config; `state` (run.json) records the finished ones."""
+
+    def __init__(self, cfg, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
+        self.state_path = cfg.path("run.json")
+        self.state = self._read_state()
+        self._dataset = None
+
+    def _read_state(self) -> dict:
+        import json
+
+        if not self.state_path.is_file():
+            return {"stages": {}}
+        try:
+            return json.loads(self.state_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{self.state_path}: unreadable ({exc.msg}); delete it to rerun every stage") from None
+
+    def _save_state(self) -> None:
+        from argen_ray.io import atomic_write_json
+
+        atomic_write_json(self.state_path, self.state)
+
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            from argen_ray.data import open_dataset
+
+            self._dataset = open_dataset(self.cfg)
+        return self._dataset
+
+    def result(self, stage: str) -> dict:
+        return self.state["stages"][stage]["result"]
+
+    # -- the stages, in order; each returns a small JSON-able result ------------------------------
+    def stage_data(self) -> dict:
+        from argen_ray.commands.data_summary import summarize_dataset
+
+        out = summarize_dataset(self.cfg, self.dataset)
+        return {"summary": str(out / "summary.json"), "plot": str(out / "class_counts.png")}
+
+    def stage_prompts(self) -> dict:
+        from argen_ray.commands.prompts import run_prompt_stage
+
+        return run_prompt_stage(self.cfg, progress=self.progress, dataset=self.dataset)
+
+    def stage_train(self) -> dict:
+        from argen_ray.ard.training import PolicyTrainer
+
+        trainer = PolicyTrainer(self.cfg)
+        try:
+            summary = trainer.run(evaluate=True)
+        finally:
+            trainer.close()
+        return {"iterations": summary.iterations, "policy": str(summary.policy_path),
+                "checkpoint": str(summary.checkpoint), "mlflow_run_id": summary.mlflow_run_id,
+                "eval": summary.eval.to_json() if summary.eval else None,
+                "reward_curve": str(self.cfg.path("policy", "reward_curve.png")),
+                "final": summary.history[-1] if summary.history else None}
+
+    def stage_generate(self) -> dict:
+        from argen_ray.commands.generate import generate_clips
+
+        prompts = self.result("prompts")
+        per_prompt = math.ceil(self.cfg.recognition.clips_per_scarce_class / max(prompts["identities"], 1))
+        manifest = generate_clips(self.cfg, policy=self.result("train")["policy"], per_prompt=per_prompt)
+        return {"manifest": str(manifest), "per_prompt": per_prompt}
+
+    def stage_recognition(self) -> dict:
+        from argen_ray.recognition.protocols import run_protocol
+
+        run_protocol(self.cfg, self.result("generate")["manifest"], progress=self.progress)
+        return {"results": str(self.cfg.path("recognition", "results.json"))}
+
+    def stage_metrics(self) -> dict:
+        from argen_ray.metrics.generation import generation_metrics
+        from argen_ray.recognition.clips import read_generated_clips
+
+        generated = read_generated_clips(self.result("generate")["manifest"])
+        generation_metrics(self.cfg, self.dataset, generated, progress=self.progress)
+        return {"results": str(self.cfg.path("metrics", "generation.json"))}
+
+    def stage_report(self) -> dict:
+        from argen_ray.report import write_run_report
+
+        return {"report": str(write_run_report(self.cfg, self.state))}
+
+    # -- driving ----------------------------------------------------------------------------------
+    def run(self, from_stage: str | None = None) -> Path:
+        from rich.console import Console
+
+        console = Console()
+        redo = set(STAGES[STAGES.index(from_stage):]) if from_stage else set()
+        for name in redo:
+            self.state["stages"].pop(name, None)
+        if not redo:
+            self.state["stages"].pop("report", None)  # the report always reflects the latest state
+        with _parent_run(self.cfg, self.state, self._save_state) as mlflow:
+            for index, name in enumerate(STAGES, 1):
+                if name in self.state["stages"]:
+                    console.print(f"[dim][argen-ray] stage {index}/{len(STAGES)} {name}: done in an earlier run[/]")
+                    continue
+                console.rule(f"stage {index}/{len(STAGES)}: {name}")
+                start = time.perf_counter()
+                result = getattr(self, f"stage_{name}")()
+                seconds = time.perf_counter() - start
+                self.state["stages"][name] = {"seconds": round(seconds, 1), "finished": time.time(), "result": result}
+                self._save_state()
+                if mlflow:
+                    _log_stage(mlflow, self.cfg, name, seconds, result)
+                console.print(f"[argen-ray] {name} finished in {seconds:.0f} s")
+        return Path(self.result("report")["report"])
+
+
+class _parent_run:
+    """One MLflow parent run for the whole job (resumed by id on a rerun); stages nest under it."""
+
+    def __init__(self, cfg, state: dict, save):
+        self.cfg, self.state, self.save, self.mlflow = cfg, state, save, None
+
+    def __enter__(self):
+        if not self.cfg.tracking.enabled:
+            return None
+        import mlflow
+
+        from argen_ray.ard.training import ensure_experiment
+        from argen_ray.config.root import config_to_yaml
+
+        mlflow.set_experiment(experiment_id=ensure_experiment(self.cfg))
+        if self.state.get("mlflow_run_id"):
+            mlflow.start_run(run_id=self.state["mlflow_run_id"])
+        else:
+            run = mlflow.start_run(run_name=f"run-{Path(self.cfg.run_dir).name}")
+            self.state["mlflow_run_id"] = run.info.run_id
+            self.save()
+            mlflow.log_text(config_to_yaml(self.cfg), "config.resolved.yaml")
+            mlflow.log_params({"data.kind": self.cfg.data.kind, "generator.backend": self.cfg.generator.backend,
+                               "generator.model": self.cfg.generator.model, "asi.vlm.backend": self.cfg.asi.vlm.backend,
+                               "train.iterations": self.cfg.train.iterations,
+                               "recognition.models": ",".join(self.cfg.recognition.models)})
+        self.mlflow = mlflow
+        return mlflow
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.mlflow is not None:
+            status = "FINISHED" if exc_type is None else ("KILLED" if exc_type is KeyboardInterrupt else "FAILED")
+            self.mlflow.end_run(status=status)
+        return False
+
+
+def _log_stage(mlflow, cfg, name: str, seconds: float, result: dict) -> None:
+    """Stage duration, and the numbers a reader compares across runs, on the parent run."""
+    import json
+
+    mlflow.log_metric(f"stage_seconds_{name}", seconds)
+    if name == "prompts":
+        mlflow.log_metrics({"prompts": result["prompts"], "hallucination_rate": result["hallucination_rate"]})
+    elif name == "recognition":
+        summary = json.loads(Path(result["results"]).read_text())
+        for model, variants in summary["mean"].items():
+            for variant, s in variants.items():
+                metrics = {f"{model}.{variant}.war": s["war"], f"{model}.{variant}.uar": s["uar"]}
+                metrics |= {f"{model}.{variant}.ar_{c}": v for c, v in s["ar"].items() if v is not None}
+                mlflow.log_metrics(metrics)
+        mlflow.log_artifact(result["results"], "recognition")
+    elif name == "metrics":
+        gen = json.loads(Path(result["results"]).read_text())
+        values = {"fvd": gen["fvd"], "tfvd": gen["tfvd"]["value"], "sfvd": gen["sfvd"]["value"],
+                  "diversity_generated": gen["diversity"]["generated"]["mean"],
+                  "diversity_real": gen["diversity"]["real"]["mean"]}
+        mlflow.log_metrics({k: v for k, v in values.items() if v is not None})
+        mlflow.log_artifact(result["results"], "metrics")
+    elif name == "report":
+        mlflow.log_artifacts(str(Path(result["report"]).parent), "report")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    start = time.perf_counter()
+    report = EndToEndRun(cfg, progress=not args.no_progress).run(args.from_stage)
+    print(f"[argen-ray] run finished in {(time.perf_counter() - start) / 60:.1f} min; report: {report}")
+    return 0

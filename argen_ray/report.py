@@ -1,0 +1,224 @@
+"""The end-to-end run's HTML report: tables, plots and sample GIFs, one self-contained folder.
+
+Images are copied into `<report>/assets/` so the folder can be zipped and shared as it is.
+"""
+from __future__ import annotations
+
+import html
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from argen_ray.io import atomic_write_text
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3} td.l,th.l{text-align:left} .gal{display:flex;flex-wrap:wrap;gap:.8em}
+figure{margin:0;text-align:center;font-size:.85em} img{max-width:100%} .note{color:#666;font-size:.9em}
+.up{color:#1a7f37;font-weight:600} .down{color:#b42318;font-weight:600}
+"""
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    else:
+        text = str(value)
+    cls = "" if isinstance(value, (int, float)) else ' class="l"'
+    return f"<td{cls}>{html.escape(text)}</td>"
+
+
+@dataclass
+class Report:
+    """Accumulates sections in order and writes `index.html` atomically."""
+
+    out_dir: Path
+    title: str
+    parts: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.out_dir = Path(self.out_dir)
+        (self.out_dir / "assets").mkdir(parents=True, exist_ok=True)
+
+    def heading(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def paragraph(self, text: str, note: bool = False) -> None:
+        cls = ' class="note"' if note else ""
+        self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]], raw_cells: bool = False) -> None:
+        head = "".join(f'<th class="l">{html.escape(str(h))}</th>' if i == 0 else f"<th>{html.escape(str(h))}</th>"
+                       for i, h in enumerate(header))
+        body = []
+        for row in rows:
+            cells = "".join(f"<td>{c}</td>" if raw_cells and isinstance(c, str) and c.startswith("<")
+                            else _cell(c) for c in row)
+            body.append(f"<tr>{cells}</tr>")
+        self.parts.append(f"<table><tr>{head}</tr>{''.join(body)}</table>")
+
+    def asset(self, path: str | Path) -> str | None:
+        """Copy a file into assets/ and return its relative URL (None when it does not exist)."""
+        src = Path(path)
+        if not src.is_file():
+            return None
+        rel = f"assets/{src.parent.name}-{src.name}"
+        shutil.copyfile(src, self.out_dir / rel)
+        return rel
+
+    def images(self, items: Sequence[tuple[str | Path, str]]) -> None:
+        figs = []
+        for path, caption in items:
+            rel = self.asset(path)
+            if rel:
+                figs.append(f'<figure><img src="{html.escape(rel)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+        if figs:
+            self.parts.append(f'<div class="gal">{"".join(figs)}</div>')
+
+    def write(self) -> Path:
+        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+                f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>{''.join(self.parts)}</body></html>")
+        return atomic_write_text(self.out_dir / "index.html", page)
+
+
+# --- the end-to-end run's report -------------------------------------------------------------
+
+def _load(path) -> Any:
+    import json
+
+    return json.loads(Path(path).read_text())
+
+
+def _fmt(value: Any) -> Any:
+    return "-" if value is None else value
+
+
+def _recognition_section(report: Report, results: dict) -> None:
+    scarce = results.get("scarce") or []
+    report.heading("Recognition: original vs augmented training set")
+    report.paragraph(f"Protocol {results['protocol']}; only the training set changes (the augmented one adds the "
+                     "generated clips); both are scored on the same untouched test split. "
+                     "AR-x = recall of class x.")
+    header = ["model", "training set", "WAR", "UAR", *(f"AR-{c}" for c in scarce)]
+    rows = []
+    for model, variants in results["mean"].items():
+        for variant, s in variants.items():
+            rows.append([model, variant, s["war"], s["uar"], *(_fmt(s["ar"].get(c)) for c in scarce)])
+        if {"original", "augmented"} <= set(variants):
+            before, after = variants["original"], variants["augmented"]
+            delta = lambda a, b: None if a is None or b is None else round(a - b, 4)  # noqa: E731
+            rows.append([model, "change", delta(after["war"], before["war"]), delta(after["uar"], before["uar"]),
+                         *(_fmt(delta(after["ar"].get(c), before["ar"].get(c))) for c in scarce)])
+    report.table(header, rows)
+    plots = []
+    for fold in results["per_fold"]:
+        for model, entry in fold["models"].items():
+            p = entry.get("plots", {})
+            label = model if fold.get("fold") is None else f"{model} fold {fold['fold']}"
+            plots += [(p[k], f"{label}: {k.replace('_', ' ')}") for k in ("recall", "confusion_original",
+                                                                          "confusion_augmented") if k in p]
+    report.images(plots)
+
+
+def _generation_section(report: Report, manifest: Path, per_class: int = 4) -> None:
+    from argen_ray.io import read_jsonl
+
+    rows = read_jsonl(manifest)
+    report.heading("Generated clips")
+    by_emotion: dict[str, list[dict]] = {}
+    for row in rows:
+        by_emotion.setdefault(row["emotion"], []).append(row)
+    table = []
+    for emotion, items in sorted(by_emotion.items()):
+        mean = lambda key: sum(r[key] for r in items) / len(items)  # noqa: E731
+        table.append([emotion, len(items), mean("steps"), mean("alpha"), mean("beta"), mean("nfe")])
+    report.table(["emotion", "clips", "mean T", "mean alpha", "mean beta", "mean NFE"], table)
+    report.paragraph("Steps T and the guidance curve (alpha, beta) were chosen per clip by the trained policy; "
+                     "NFE counts the generator's network evaluations per video.", note=True)
+    for emotion, items in sorted(by_emotion.items()):
+        report.paragraph(f"{emotion}: sample clips (GIF previews)")
+        report.images([(manifest.parent / r["preview"], f"T={r['steps']} α={r['alpha']} β={r['beta']}: "
+                        f"{r['prompt'][:90]}") for r in items[:per_class]])
+
+
+def _metrics_section(report: Report, gen: dict) -> None:
+    report.heading("Generation metrics")
+    report.table(["metric", "value", "groups scored", "groups skipped"], [
+        ["FVD", gen["fvd"], 1, 0],
+        ["tFVD (mean over emotions)", _fmt(gen["tfvd"]["value"]), len(gen["tfvd"]["per_group"]),
+         len(gen["tfvd"]["skipped"])],
+        ["sFVD (mean over subjects)", _fmt(gen["sfvd"]["value"]), len(gen["sfvd"]["per_group"]),
+         len(gen["sfvd"]["skipped"])],
+    ])
+    report.paragraph(f"{gen['num_generated']} generated clips vs {gen['num_real']} real clips of "
+                     f"{', '.join(gen['emotions'])}. {gen['note']}.", note=True)
+    div_gen, div_real = gen["diversity"]["generated"], gen["diversity"]["real"]
+    names = sorted(set(div_gen["sizes"]) | set(div_real["sizes"]))
+    report.table([f"class ({div_gen['metric']})", "generated diversity", "generated clips", "real diversity",
+                  "real clips"],
+                 [[n, _fmt(div_gen["per_class"].get(n)), div_gen["sizes"].get(n, 0),
+                   _fmt(div_real["per_class"].get(n)), div_real["sizes"].get(n, 0)] for n in names])
+    skipped = {**{f"tFVD {g}": w for g, w in gen["tfvd"]["skipped"].items()},
+               **{f"sFVD {g}": w for g, w in gen["sfvd"]["skipped"].items()}}
+    if skipped:
+        report.paragraph("Not scored: " + "; ".join(f"{g}: {w}" for g, w in skipped.items()), note=True)
+    report.images([(gen["plot"], "per-group distances and within-class diversity")])
+
+
+def write_run_report(cfg, state: dict) -> Path:
+    """`<run_dir>/report/index.html` from the finished stages recorded in `state` (run.json)."""
+    stages = state["stages"]
+    result = lambda name: stages[name]["result"]  # noqa: E731
+    report = Report(cfg.path("report"), f"argen-ray run: {Path(cfg.run_dir).name}")
+    data = _load(result("data")["summary"])
+    recognition = _load(result("recognition")["results"])
+    report.paragraph(f"Dataset {data['kind']} ({data['clips']} clips), scarce classes "
+                     f"{', '.join(data['scarce_classes'])}; generator {cfg.generator.backend} ({cfg.generator.model}); "
+                     f"VLM {cfg.asi.vlm.backend}; recognition {', '.join(cfg.recognition.models)}. "
+                     f"MLflow parent run {state.get('mlflow_run_id') or '(tracking off)'}.")
+    _recognition_section(report, recognition)
+
+    report.heading("Stages")
+    report.table(["stage", "seconds"], [[name, s["seconds"]] for name, s in stages.items()]
+                 + [["total", round(sum(s["seconds"] for s in stages.values()), 1)]])
+
+    report.heading("Dataset")
+    counts = data["class_counts"]
+    splits = list(counts)
+    classes = list(next(iter(counts.values())))
+    report.table(["class", *splits, "scarce"], [[c, *(counts[s][c] for s in splits), "yes" if c in data["scarce_classes"]
+                                                 else ""] for c in classes])
+    if data["skipped_by_reason"]:
+        report.paragraph("Skipped items: " + ", ".join(f"{k}: {v}" for k, v in data["skipped_by_reason"].items()))
+    report.images([(result("data")["plot"], "clips per class and split")])
+
+    prompts = result("prompts")
+    report.heading("ASI: grounded prompts")
+    report.paragraph(f"{prompts['prompts']} prompts for {prompts['identities']} identities x "
+                     f"{', '.join(prompts['emotions'])} (VLM backend {prompts['backend']}); hallucination rate "
+                     f"{prompts['hallucination_rate']:.1%} ({prompts['dropped']} of {prompts['asserted']} asserted "
+                     f"facial actions dropped by the filter).")
+    from argen_ray.io import read_jsonl
+
+    samples = {}
+    for row in read_jsonl(prompts["prompts_file"]):
+        samples.setdefault(row["emotion"], row)
+    report.table(["emotion", "identity", "prompt"], [[e, r["identity_id"], r["prompt"]] for e, r in samples.items()])
+    report.images([(Path(prompts["prompts_file"]).parent / "overview.png", "identity frames and prompts")])
+
+    train = result("train")
+    report.heading("ARD: policy training")
+    if train.get("eval"):
+        ev = train["eval"]
+        keys = [k for k in ("score", "r_t", "r_q", "r_f", "r_e", "steps", "nfe") if k in ev["policy"]]
+        report.table(["policy", *keys], [[name, *(_fmt(ev[name].get(k)) for k in keys)] for name in ("policy", "random")])
+        report.paragraph(f"Held-out evaluation on {ev['num_states']} states: the trained policy's argmax actions "
+                         "against uniformly random actions.", note=True)
+    report.images([(train["reward_curve"], f"reward per iteration ({train['iterations']} iterations)")])
+
+    _generation_section(report, Path(result("generate")["manifest"]))
+    _metrics_section(report, _load(result("metrics")["results"]))
+    return report.write()
