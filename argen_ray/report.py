@@ -139,9 +139,13 @@ def _generation_section(report: Report, manifest: Path, per_class: int = 4) -> N
     report.paragraph("Steps T and the guidance curve (alpha, beta) were chosen per clip by the trained policy; "
                      "NFE counts the generator's network evaluations per video.", note=True)
     for emotion, items in sorted(by_emotion.items()):
+        # One clip per identity first, so the samples show different people.
+        seen: set = set()
+        firsts = [r for r in items if not (r.get("identity") in seen or seen.add(r.get("identity")))]
+        shown = (firsts + [r for r in items if r not in firsts])[:per_class]
         report.paragraph(f"{emotion}: sample clips (GIF previews)")
-        report.images([(manifest.parent / r["preview"], f"T={r['steps']} α={r['alpha']} β={r['beta']}: "
-                        f"{r['prompt'][:90]}") for r in items[:per_class]])
+        report.images([(manifest.parent / r["preview"], f"{r.get('identity') or ''} T={r['steps']} α={r['alpha']} "
+                        f"β={r['beta']}: {r['prompt'][:90]}") for r in shown])
 
 
 def _metrics_section(report: Report, gen: dict) -> None:
