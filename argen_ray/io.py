@@ -107,3 +107,22 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
     return rows
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]) -> dict:
+    """A YAML file that must hold a mapping (an empty file is {}); every problem is an `error`
+    whose message starts with `what` and the path, e.g. "sweep file tune_configs/x.yaml ..."."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {path} is not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise error(f"{what} {path} must hold a mapping at the top, got {type(loaded).__name__}")
+    return loaded

@@ -8,7 +8,6 @@ own torch/transformers, which must never touch the driver's environment). It is 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from argen_ray.asi.vlm import VLMRequest, build_vlm
 from argen_ray.config import Config
@@ -41,21 +40,12 @@ class VLMActor:
 
 def vlm_runtime_env(cfg: Config) -> dict | None:
     """The actor's runtime_env from the YAML file `asi.vlm.runtime_env` (None: the driver's env)."""
-    import yaml
+    from argen_ray.io import read_yaml_mapping
 
     path = cfg.asi.vlm.runtime_env
     if path is None:
         return None
-    path = Path(path)
-    if not path.is_file():
-        raise VLMActorError(f"asi.vlm.runtime_env: {path} does not exist")
-    try:
-        env = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise VLMActorError(f"asi.vlm.runtime_env: {path} is not valid YAML ({exc})") from None
-    if not isinstance(env, dict):
-        raise VLMActorError(f"asi.vlm.runtime_env: {path} must hold a mapping (a Ray runtime_env)")
-    return env
+    return read_yaml_mapping(path, "asi.vlm.runtime_env: Ray runtime_env file", VLMActorError)
 
 
 def start_vlm_actor(cfg: Config):

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from argen_ray.config import Config, load_config
 from argen_ray.errors import ArgenError
@@ -60,15 +59,10 @@ def overrides_of(values: dict[str, Any]) -> list[str]:
 
 
 def load_sweep(path: str | os.PathLike) -> SweepSpec:
+    from argen_ray.io import read_yaml_mapping
+
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"sweep file {path} does not exist (see tune_configs/)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SweepError(f"sweep file {path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SweepError(f"sweep file {path} must hold a mapping")
+    raw = read_yaml_mapping(path, "sweep file (see tune_configs/)", SweepError)
     unknown = set(raw) - {"name", "grid", "set", "metric", "mode", "max_concurrent_trials", "description"}
     if unknown:
         raise SweepError(f"{path}: unknown keys {sorted(unknown)}")

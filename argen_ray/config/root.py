@@ -90,18 +90,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     source = str(path) if path is not None else "<defaults>"
     tree: dict = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p} must hold a mapping at the top, got {type(loaded).__name__}")
-        tree = loaded
+        from argen_ray.io import read_yaml_mapping
+
+        tree = read_yaml_mapping(path, "config file", ConfigError)
     for text in overrides:
         keys, value = _parse_override(text, source)
         _set_dotted(tree, keys, value)
