@@ -66,19 +66,27 @@ def _check_indices(indices, count: int, src: Path) -> np.ndarray:
     return idx
 
 
+def _existing_frames(source: str | os.PathLike) -> tuple[Path, list[Path] | None]:
+    """The clip's path and, for a frame directory, its frame files; missing or empty -> error."""
+    src = Path(source)
+    if not src.exists():
+        raise VideoReadError(f"{src}: does not exist", reason="missing file")
+    if not src.is_dir():
+        return src, None
+    files = list_frame_files(src)
+    if not files:
+        raise VideoReadError(f"{src}: frame directory holds no image files", reason="empty clip")
+    return src, files
+
+
 def read_video(source: str | os.PathLike, indices: list[int] | np.ndarray | None = None) -> np.ndarray:
     """Read a video file or a directory of frame images as an FxHxWx3 uint8 RGB array.
 
     `indices` selects frames by position (repeats allowed, e.g. padded short clips); only the
     selected frames are decoded from a frame directory, and only they are kept from a video.
     """
-    src = Path(source)
-    if not src.exists():
-        raise VideoReadError(f"{src}: does not exist", reason="missing file")
-    if src.is_dir():
-        files = list_frame_files(src)
-        if not files:
-            raise VideoReadError(f"{src}: frame directory holds no image files", reason="empty clip")
+    src, files = _existing_frames(source)
+    if files is not None:
         chosen = files if indices is None else [files[i] for i in _check_indices(indices, len(files), src)]
         decoded: dict[Path, np.ndarray] = {}  # padded clips repeat frames: decode each once
         for f in chosen:
@@ -153,13 +161,8 @@ def probe_clip(source: str | os.PathLike, full: bool = False) -> int | None:
     be non-empty (its frame count is then unknown: None). `full=True` decodes every frame.
     Raises `VideoReadError` whose `reason` says missing file / empty clip / unreadable file.
     """
-    src = Path(source)
-    if not src.exists():
-        raise VideoReadError(f"{src}: does not exist", reason="missing file")
-    if src.is_dir():
-        files = list_frame_files(src)
-        if not files:
-            raise VideoReadError(f"{src}: frame directory holds no image files", reason="empty clip")
+    src, files = _existing_frames(source)
+    if files is not None:
         if full:
             read_video(src)
         else:
