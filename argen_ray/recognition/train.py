@@ -39,9 +39,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _loader(records: list[ClipRecord], rc: RecognitionConfig, train: bool, seed: int) -> DataLoader:
+    """Training drops a last batch of fewer than max(2, batch_size // 2) clips when there is a full
+    one: batch norm would normalise over the nearly alike frames of one or a few clips there. The
+    order is reshuffled every epoch, so no clip is left out for good."""
     data = ClipDataset(records, rc.num_segments, rc.image_size, train=train, seed=seed)
+    remainder = len(records) % rc.batch_size
+    drop_last = train and len(records) > rc.batch_size and 0 < remainder < max(2, rc.batch_size // 2)
     return DataLoader(data, batch_size=rc.batch_size, shuffle=train, num_workers=rc.num_workers,
-                      generator=torch.Generator().manual_seed(seed), drop_last=False)
+                      generator=torch.Generator().manual_seed(seed), drop_last=drop_last)
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -49,32 +54,56 @@ def _save(path: Path, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Multiplier of the base lr at optimiser step `step` (0-based) of `total`: a linear warm-up over
+    `warmup` steps, then a cosine decay to 0 at the end of training."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _resume_key(records: list[ClipRecord], rc: RecognitionConfig, seed: int) -> dict:
+    """What a partial checkpoint must match to be resumed: the schedule, data and settings."""
+    return {"schedule": "warmup-cosine-per-step", "seed": seed, "clips": [r.clip_id for r in records],
+            **{k: getattr(rc, k) for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs",
+                                           "grad_clip", "num_segments", "image_size", "hidden")}}
+
+
 def train_model(model: DFERBaseline, records: list[ClipRecord], rc: RecognitionConfig, seed: int = 0,
                 partial: Path | None = None, progress: bool = True, desc: str = "train") -> list[dict]:
-    """SGD (momentum, weight decay, cosine schedule) with cross-entropy; returns per-epoch history.
+    """SGD (momentum, weight decay) with cross-entropy; returns per-epoch history.
 
-    With `partial`, the state after each epoch is saved there and a matching one is resumed from.
+    The lr warms up linearly over `rc.warmup_epochs` and then follows a cosine to 0, stepped per
+    batch; gradients are clipped to norm `rc.grad_clip`. With `partial`, the state after each
+    epoch is saved there, and one saved with the same settings and clips is resumed from (any
+    other is ignored and overwritten).
     """
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
+    loader = _loader(records, rc, train=True, seed=seed)
+    steps_per_epoch = len(loader)
+    total = rc.epochs * steps_per_epoch
+    warmup = min(total, round(rc.warmup_epochs * steps_per_epoch))
     opt = torch.optim.SGD(model.parameters(), lr=rc.lr, momentum=rc.momentum, weight_decay=rc.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=rc.epochs)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, warmup))
     history: list[dict] = []
     start = 0
+    key = _resume_key(records, rc, seed)
     if partial is not None and partial.is_file():
         state = torch.load(partial, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history, start = state["history"], state["epoch"]
+        if state.get("key") == key:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            history, start = state["history"], state["epoch"]
     torch.manual_seed(seed + start)
-    loader = _loader(records, rc, train=True, seed=seed)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(start, rc.epochs):
         loader.dataset.set_epoch(epoch)
         model.train()
-        total, correct, loss_sum = 0, 0, 0.0
+        total_seen, correct, loss_sum = 0, 0, 0.0
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{rc.epochs}", unit="batch", leave=False,
                    disable=None if progress else True)
         for clips, labels in bar:
@@ -86,16 +115,18 @@ def train_model(model: DFERBaseline, records: list[ClipRecord], rc: RecognitionC
                                        f"lower recognition.lr (now {rc.lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if rc.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), rc.grad_clip)
             opt.step()
-            total += len(labels)
+            sched.step()
+            total_seen += len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             loss_sum += loss.item() * len(labels)
-            bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.2f}")
-        sched.step()
-        history.append({"epoch": epoch + 1, "loss": loss_sum / total, "train_acc": correct / total,
+            bar.set_postfix(loss=f"{loss_sum / total_seen:.3f}", acc=f"{correct / total_seen:.2f}")
+        history.append({"epoch": epoch + 1, "loss": loss_sum / total_seen, "train_acc": correct / total_seen,
                         "lr": opt.param_groups[0]["lr"]})
         if partial is not None:
-            _save(partial, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            _save(partial, {"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
                             "scheduler": sched.state_dict(), "history": history, "epoch": epoch + 1})
     return history
 
