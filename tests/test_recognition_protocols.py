@@ -103,7 +103,7 @@ def test_generated_manifest_problems_are_named(tmp_path):
     with pytest.raises(RecognitionError, match=r"manifest.jsonl:1: generated clip .*gone.mp4 does not exist"):
         read_generated_clips(manifest)
     manifest.write_text(json.dumps({"clip_id": "x", "emotion": "fear"}) + "\n")
-    with pytest.raises(RecognitionError, match=r"manifest.jsonl:1: row lacks path"):
+    with pytest.raises(RecognitionError, match=r"manifest.jsonl:1: row lacks video"):
         read_generated_clips(manifest)
     with pytest.raises(RecognitionError, match="does not exist"):
         read_generated_clips(tmp_path / "nowhere.jsonl")
