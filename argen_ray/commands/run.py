@@ -124,10 +124,8 @@ class EndToEndRun:
 
         console = Console()
         redo = set(STAGES[STAGES.index(from_stage):]) if from_stage else set()
-        for name in redo:
+        for name in redo | {"report"}:  # the report always reflects the latest state
             self.state["stages"].pop(name, None)
-        if not redo:
-            self.state["stages"].pop("report", None)  # the report always reflects the latest state
         with _parent_run(self.cfg, self.state, self._save_state) as mlflow:
             for index, name in enumerate(STAGES, 1):
                 if name in self.state["stages"]:
@@ -140,7 +138,7 @@ class EndToEndRun:
                 self.state["stages"][name] = {"seconds": round(seconds, 1), "finished": time.time(), "result": result}
                 self._save_state()
                 if mlflow:
-                    _log_stage(mlflow, self.cfg, name, seconds, result)
+                    _log_stage(mlflow, name, seconds, result)
                 console.print(f"[argen-ray] {name} finished in {seconds:.0f} s")
         return Path(self.result("report")["report"])
 
@@ -181,7 +179,7 @@ class _parent_run:
         return False
 
 
-def _log_stage(mlflow, cfg, name: str, seconds: float, result: dict) -> None:
+def _log_stage(mlflow, name: str, seconds: float, result: dict) -> None:
     """Stage duration, and the numbers a reader compares across runs, on the parent run."""
     import json
 
