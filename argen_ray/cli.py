@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "Ray Serve app: policy and online generation over HTTP"),
     "recognize": ("recognize", "train recognition baselines on original vs augmented data"),
     "run": ("run", "the end-to-end job: data -> prompts -> train -> generate -> recognition -> report"),
+    "plan": ("plan", "the compute plan of a config: videos, NFE, FLOPs, GPU-hours, GPU memory per actor"),
 }
 
 

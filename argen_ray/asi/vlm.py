@@ -96,11 +96,17 @@ class TransformersVLM:
     """
 
     name = "transformers"
+    MODEL_CLASS_NAME = "Qwen2_5_VLForConditionalGeneration"  # the class `from_pretrained` builds
+
+    @classmethod
+    def model_class(cls):
+        import transformers
+
+        return getattr(transformers, cls.MODEL_CLASS_NAME)
 
     def __init__(self, model: str, max_new_tokens: int = 256, temperature: float = 0.8, top_p: float = 0.9,
                  batch_size: int = 8, device: str | None = None, **_unused):
         import torch
-        from transformers import Qwen2_5_VLForConditionalGeneration
 
         from argen_ray.asi.qwen_vl import TINY_NAME, ensure_tiny_vlm, load_qwen_vl_processor
 
@@ -109,7 +115,7 @@ class TransformersVLM:
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         try:
             self.processor = load_qwen_vl_processor(path)
-            self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype).to(self.device).eval()
+            self.model = self.model_class().from_pretrained(path, dtype=dtype).to(self.device).eval()
         except (OSError, ValueError) as exc:
             where = "local folder" if Path(path).is_dir() else "not a local folder, and the hub is unreachable"
             raise VLMError(f"transformers VLM {model!r} ({where}): cannot load ({type(exc).__name__}: "
@@ -174,10 +180,20 @@ class VLLMVLM:
                            "VLMActor with runtime env cluster/runtime_envs/vllm.yaml on a GPU node") from None
         self.vllm = vllm
         self.model_id = model
-        self.llm = vllm.LLM(model=model, tensor_parallel_size=max(1, int(num_gpus)), max_model_len=max_model_len,
-                            gpu_memory_utilization=gpu_memory_utilization, seed=seed,
-                            limit_mm_per_prompt={"image": 1})
+        self.llm = vllm.LLM(**self.engine_args(model, num_gpus, max_model_len, gpu_memory_utilization, seed))
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+
+    @staticmethod
+    def engine_args(model: str, num_gpus: float, max_model_len: int, gpu_memory_utilization: float,
+                    seed: int) -> dict:
+        """The keyword arguments of `vllm.LLM(...)` (its engine args), exactly as passed."""
+        return {"model": model, "tensor_parallel_size": max(1, int(num_gpus)), "max_model_len": max_model_len,
+                "gpu_memory_utilization": gpu_memory_utilization, "seed": seed, "limit_mm_per_prompt": {"image": 1}}
+
+    def sampling_args(self, request: VLMRequest) -> dict:
+        """The keyword arguments of `vllm.SamplingParams(...)` for one request, exactly as passed."""
+        return {"max_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "seed": request.seed}
 
     @staticmethod
     def conversation(request: VLMRequest) -> list[dict]:
@@ -191,8 +207,7 @@ class VLLMVLM:
 
     def generate(self, requests: list[VLMRequest]) -> list[str]:
         requests = check_requests(requests)
-        params = [self.vllm.SamplingParams(max_tokens=self.max_new_tokens, temperature=self.temperature,
-                                           top_p=self.top_p, seed=r.seed) for r in requests]
+        params = [self.vllm.SamplingParams(**self.sampling_args(r)) for r in requests]
         outputs = self.llm.chat([self.conversation(r) for r in requests], sampling_params=params, use_tqdm=False)
         return [o.outputs[0].text.strip() for o in outputs]
 

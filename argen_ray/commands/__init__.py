@@ -16,14 +16,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = 
                         help="override a config key with a dotted path, e.g. --set train.iterations=5 (repeatable)")
 
 
-def config_from_args(args: argparse.Namespace, save: bool = True) -> Config:
-    """Load the config named on the command line, print it back, and save it in the run dir."""
+def config_from_args(args: argparse.Namespace, save: bool = True, preflight=None) -> Config:
+    """Load the config named on the command line, print it back, and save it in the run dir.
+
+    `preflight`: the stages (or a function of the config giving them) whose models, weights and
+    datasets must all be on this machine; checked before anything is written or started
+    (argen_ray/preflight.py), and one error lists everything missing.
+    """
     from pathlib import Path
 
     path = args.config
     if path is not None and not Path(path).is_file() and path == "configs/local.yaml":
         path = None  # outside the repository checkout: the defaults are the local preset
     cfg = load_config(path, args.overrides)
+    if preflight is not None:
+        from argen_ray.preflight import require_inputs
+
+        require_inputs(cfg, preflight(cfg) if callable(preflight) else preflight, f"argen-ray {args.command}")
     if save:
         target = save_resolved_config(cfg)
         print(f"[argen-ray] config: {path or '<defaults>'} -> resolved copy at {target}")

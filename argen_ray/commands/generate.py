@@ -172,6 +172,7 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
 
 
 def run(args: argparse.Namespace) -> int:
-    generate_clips(config_from_args(args), args.prompts, args.out, policy=args.policy, fixed=args.fixed,
+    cfg = config_from_args(args, preflight=("generate",))
+    generate_clips(cfg, args.prompts, args.out, policy=args.policy, fixed=args.fixed,
                    per_prompt=args.per_prompt, score=args.score)
     return 0

@@ -49,5 +49,5 @@ def run_prompt_stage(cfg, use_ray: bool = False, progress: bool = True, dataset=
 
 
 def run(args: argparse.Namespace) -> int:
-    run_prompt_stage(config_from_args(args), use_ray=args.ray, progress=not args.no_progress)
+    run_prompt_stage(config_from_args(args, preflight=("prompts",)), use_ray=args.ray, progress=not args.no_progress)
     return 0

@@ -205,8 +205,16 @@ def _log_stage(mlflow, name: str, seconds: float, result: dict) -> None:
         mlflow.log_artifacts(str(Path(result["report"]).parent), "report")
 
 
+def pending_stages(cfg, from_stage: str | None) -> list[str]:
+    """The stages a run with this config will execute (those not finished in run.json)."""
+    if from_stage:
+        return list(STAGES[STAGES.index(from_stage):])
+    done = EndToEndRun(cfg).state["stages"]
+    return [s for s in STAGES if s not in done]
+
+
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, preflight=lambda c: pending_stages(c, args.from_stage))
     start = time.perf_counter()
     report = EndToEndRun(cfg, progress=not args.no_progress).run(args.from_stage)
     print(f"[argen-ray] run finished in {(time.perf_counter() - start) / 60:.1f} min; report: {report}")

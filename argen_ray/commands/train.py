@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from argen_ray.ard.training import PolicyTrainer, tracking_uri
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, preflight=("train",))
     trainer = PolicyTrainer(cfg, args.prompts)
     try:
         summary = trainer.run(evaluate=not args.no_eval)

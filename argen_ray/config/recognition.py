@@ -1,11 +1,12 @@
 """Recognition and metrics section (DESIGN 2.4). Defaults are the local preset: small frames and
-few segments so the CPU run stays short; the GPU preset sets the paper's 16 segments and 112 px."""
+few segments so the CPU run stays short; the GPU preset sets the paper's 16 segments at 224 px
+(112 px is the older DFEW convention of Former-DFER-era baselines, not the paper's setting)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from argen_ray.config.base import Section
 
@@ -31,6 +32,9 @@ class RecognitionConfig(Section):
     # Local torchvision ImageNet state dicts per backbone, e.g. {resnet18: /models/resnet18.pth,
     # vgg13: /models/vgg13_bn.pth}; backbones without one start from random weights.
     pretrained: dict[str, Path] = Field(default_factory=dict)
+    # True: every configured model's backbone must have its ImageNet weights in `pretrained`
+    # (the paper's baselines are ImageNet-initialised); preflight lists any that is missing.
+    require_pretrained: bool = False
     # DFEW protocol: folds to run (null = the configured data.fold only; [1,2,3,4,5] = 5-fold).
     folds: list[int] | None = None
     # CK+ zero-shot: the recognition output directory of a run on another dataset; its
@@ -44,6 +48,11 @@ class RecognitionConfig(Section):
     fvd_min_group_size: int = Field(default=2, ge=2)
     diversity_frames: int = Field(default=8, ge=1)
     diversity_image_size: int = Field(default=112, ge=32)
+    # Diversity's perceptual distance: "mobilenet_v2" (weights ship in a package), or the paper's
+    # LPIPS ("lpips_alex" / "lpips_vgg"), which needs diversity_weights {backbone_weights:
+    # torchvision ImageNet state dict, linear_weights: LPIPS v0.1 linear heads}.
+    diversity_metric: Literal["mobilenet_v2", "lpips_alex", "lpips_vgg"] = "mobilenet_v2"
+    diversity_weights: dict[str, Path] = Field(default_factory=dict)
 
     @field_validator("models")
     @classmethod
@@ -64,6 +73,14 @@ class RecognitionConfig(Section):
         if unknown:
             raise ValueError(f"pretrained weights for unknown backbone(s) {unknown}; backbones: {', '.join(BACKBONES)}")
         return value
+
+    @model_validator(mode="after")
+    def _lpips_weights(self) -> "RecognitionConfig":
+        need = {"backbone_weights", "linear_weights"} if self.diversity_metric.startswith("lpips_") else set()
+        if set(self.diversity_weights) != need:
+            raise ValueError(f"diversity_weights for diversity_metric {self.diversity_metric!r} must have exactly the "
+                             f"keys {sorted(need) or '(none)'}, got {sorted(self.diversity_weights)}")
+        return self
 
     @field_validator("folds")
     @classmethod

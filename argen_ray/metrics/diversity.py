@@ -285,6 +285,13 @@ class PerceptualDistance:
         return float(self.pairwise([video_a, video_b], progress=False)[0, 1])
 
 
+def distance_from_config(rc) -> PerceptualDistance:
+    """The diversity metric a `recognition` config section selects (`diversity_metric`, its
+    `diversity_weights`, frames and size): LPIPS wherever its weights are given."""
+    trunk = build_trunk(rc.diversity_metric, **{k: str(v) for k, v in rc.diversity_weights.items()})
+    return PerceptualDistance(trunk, num_frames=rc.diversity_frames, image_size=rc.diversity_image_size)
+
+
 def mean_pairwise_distance(videos: Sequence[Video], metric: PerceptualDistance | None = None) -> float:
     """Mean perceptual distance over all unordered pairs of clips (needs at least 2)."""
     if len(videos) < 2:

@@ -61,7 +61,7 @@ def generation_metrics(cfg: "Config", dataset: "Dataset", generated: "list[ClipR
                        out_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """FVD, tFVD, sFVD and within-class diversity of `generated` (records from
     `read_generated_clips`) against the real clips of `dataset`; written to generation.json."""
-    from argen_ray.metrics.diversity import PerceptualDistance, within_class_diversity
+    from argen_ray.metrics.diversity import distance_from_config, within_class_diversity
     from argen_ray.metrics.i3d import load_i3d
 
     rc = cfg.recognition
@@ -90,7 +90,7 @@ def generation_metrics(cfg: "Config", dataset: "Dataset", generated: "list[ClipR
     else:
         sfvd = {"value": None, "per_group": {}, "sizes": {}, "skipped": {"all": "no subject ids on the clips"},
                 "min_group_size": rc.fvd_min_group_size}
-    metric = PerceptualDistance(num_frames=rc.diversity_frames, image_size=rc.diversity_image_size)
+    metric = distance_from_config(rc)
     result = {
         "num_generated": len(generated), "num_real": len(real_same), "emotions": [EMOTIONS[i] for i in labels],
         "fvd": frechet_distance(feats_gen, feats_same), "tfvd": tfvd.to_dict(), "sfvd": sfvd,
