@@ -37,10 +37,11 @@ class ComputePlanError(ArgenError, ValueError):
 class PeakLiveTensors(TorchDispatchMode):
     """Peak bytes of tensors alive at once while the mode is on (works on `meta` tensors).
 
-    Each freshly allocated output (not a view, not an input returned in place) adds its bytes
-    until Python frees it; tensors that already existed when the mode started (weights, inputs)
-    are not counted. Under autograd the tensors saved for backward stay alive, so the peak of a
-    training forward includes them.
+    Each output on a fresh storage (not a view of an input, not an input changed in place) adds
+    its bytes until Python frees that tensor; tensors that existed when the mode started (weights,
+    inputs) are not counted. Under autograd the tensors saved for backward stay alive, so the peak
+    of a training forward includes them. (A view that outlives its base is released with the base:
+    the peak can be slightly low there, never high.)
     """
 
     def __init__(self):
@@ -53,9 +54,9 @@ class PeakLiveTensors(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = {id(a) for a in args if isinstance(a, torch.Tensor)}
+        storages = {a.untyped_storage()._cdata for a in args if isinstance(a, torch.Tensor)}
         for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor) and id(t) not in inputs and t._base is None:
+            if isinstance(t, torch.Tensor) and t.untyped_storage()._cdata not in storages:
                 nbytes = t.numel() * t.element_size()
                 self.live += nbytes
                 self.peak = max(self.peak, self.live)
@@ -223,11 +224,17 @@ def vlm_config(model: str) -> dict:
 def build_vlm_on_meta(config: dict, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
     """Qwen2.5-VL with this config on `meta`, through the class the transformers backend loads."""
     from transformers import Qwen2_5_VLConfig
+    from transformers.utils import logging as hf_logging
 
     from argen_ray.asi.vlm import TransformersVLM
 
-    with torch.device("meta"):
-        return TransformersVLM.model_class()(Qwen2_5_VLConfig(**config)).to(dtype)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the published config's legacy rope keys are reported, not used
+    try:
+        with torch.device("meta"):
+            return TransformersVLM.model_class()(Qwen2_5_VLConfig(**config)).to(dtype)
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 @lru_cache(maxsize=4)

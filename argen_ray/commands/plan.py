@@ -19,6 +19,9 @@ from argen_ray.errors import ArgenError
 
 RESUMABLE = False
 WEEK_HOURS = 7 * 24
+# An actor fits when its parameters + activations stay under this share of its GPU memory: the
+# rest is for the CUDA context, the caching allocator's fragmentation and backward's transients.
+HEADROOM = 0.9
 # Worker-group manifest the GPU preset's jobs run on (its GPU count is the plan's supply).
 RAYJOB_MANIFEST = Path(__file__).resolve().parents[2] / "cluster" / "kuberay" / "rayjob-train.yaml"
 
@@ -71,7 +74,7 @@ class ActorMemory:
         return sum(self.params_bytes.values()) + self.activation_bytes + self.reserved_bytes
 
     def fits(self, gpu: GPUSpec) -> bool:
-        return self.total <= self.num_gpus * gpu.memory_gib * GIB
+        return self.total <= HEADROOM * self.num_gpus * gpu.memory_gib * GIB
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -262,7 +265,7 @@ def render(cfg, stages: list[StagePlan], memories: list[ActorMemory], gpu: GPUSp
         extra = f" + reserved {_gib(m.reserved_bytes)}" if m.reserved_bytes else ""
         lines.append(f"  {m.actor} x{m.count} ({m.num_gpus:g} GPU each): params {params}; activations "
                      f"{_gib(m.activation_bytes)}{extra} = {_gib(m.total)} of {_gib(m.num_gpus * gpu.memory_gib * GIB)}"
-                     f" -> {'fits' if m.fits(gpu) else 'DOES NOT FIT'}")
+                     f" -> {'fits' if m.fits(gpu) else 'DOES NOT FIT'} ({HEADROOM:.0%} usable)")
         lines.append(f"    ({m.what})")
     lines += ["", "Placement"]
     lines += [f"  {line}" for line in placement_problems(cfg, memories, gpu, gpus)] or ["  ok"]
@@ -278,7 +281,8 @@ def gpus_asked(cfg) -> dict[str, float]:
 
 
 def placement_problems(cfg, memories: list[ActorMemory], gpu: GPUSpec, gpus: int | None) -> list[str]:
-    problems = [f"{m.actor} needs {_gib(m.total)} but gets {m.num_gpus:g} x {gpu.memory_gib:g} GiB"
+    problems = [f"{m.actor} needs {_gib(m.total)} but gets {m.num_gpus:g} x {gpu.memory_gib:g} GiB "
+                f"({HEADROOM:.0%} usable)"
                 for m in memories if not m.fits(gpu)]
     v = cfg.asi.vlm
     if v.backend == "vllm":

@@ -1,0 +1,95 @@
+"""`argen-ray plan`: the GPU preset's per-stage plan (short RL candidates, DESIGN 2.5), memory per
+actor from the real architectures, and the placement check against the cluster's GPUs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from argen_ray.ard.compute import GIB
+from argen_ray.cli import main
+from argen_ray.commands.plan import GPUSpec, build_plan, manifest_gpus, placement_problems
+from argen_ray.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_PRESET = ROOT / "configs" / "gpu-cluster.yaml"
+pytestmark = pytest.mark.slow  # builds the full-size models on `meta` (~20-40 s)
+
+
+@pytest.fixture(scope="module")
+def preset_plan():
+    cfg = load_config(GPU_PRESET)
+    stages, memories = build_plan(cfg, GPUSpec(), identities=100, train_clips=9356)
+    return cfg, {s.name: s for s in stages}, {m.actor: m for m in memories}
+
+
+def test_training_plans_short_candidates(preset_plan):
+    cfg, stages, _ = preset_plan
+    train = stages["train"]
+    # 2000 iterations x 32 states x G=4; 8-frame candidates = 7 windows; mean T over {5..25} = 15;
+    # r = 4 -> 5 passes; CFG x2: 7 * 15 * 5 * 2 = 1050 (a 16-frame candidate would be 2250).
+    assert cfg.train.candidate_frames == 8
+    assert "256,000 candidates of 8 frames" in train.items
+    assert train.nfe_per_video == {"min": 350, "mean": 1050, "max": 1750}
+    evals = 256_000 * 1050
+    assert evals * train.unet_tflops_per_eval * 1e12 <= train.flops <= 1.05 * evals * train.unet_tflops_per_eval * 1e12
+    # The full ModelScope UNet on a 16-frame 32x32 latent window: ~4.9 TFLOP per sample (meta count).
+    assert 4.0 < train.unet_tflops_per_eval < 6.0
+    generate = stages["generate"]
+    assert generate.nfe_per_video["max"] == 15 * 25 * 5 * 2
+
+
+def test_gpu_hours_follow_the_stated_throughput(preset_plan):
+    _, stages, _ = preset_plan
+    train = stages["train"]
+    slow, fast = GPUSpec(utilization=0.2), GPUSpec(utilization=0.4)
+    assert train.gpu_hours(slow) == pytest.approx(2 * train.gpu_hours(fast))
+    assert train.gpu_hours(fast) == pytest.approx(train.flops / (312e12 * 0.4) / 3600)
+    assert train.wall_hours(fast) == pytest.approx(train.gpu_hours(fast) / 4)  # 4 generator GPUs
+
+
+def test_memory_per_actor_from_the_real_architectures(preset_plan):
+    _, _, memories = preset_plan
+    gen = memories["GeneratorActor"]
+    # UNet 1,411,233,860 + VAE 83,653,863 + CLIP text 340,387,840 params in fp16 (published sizes:
+    # tests/test_gpu_models.py checks them against the hub's weight files).
+    assert 3.3 * GIB < gen.params_bytes["float16"] < 3.5 * GIB
+    assert 1 * GIB < gen.activation_bytes < 40 * GIB
+    vlm = memories["VLMActor"]
+    assert 8.2e9 * 2 < vlm.params_bytes["bfloat16"] < 8.4e9 * 2
+    for m in memories.values():
+        assert m.fits(GPUSpec()), m.actor
+    # 32 clips x 16 segments of 224 px through VGG13 keeps ~79 GiB for backward: over 90 % of 80 GiB.
+    cfg = load_config(GPU_PRESET, ["recognition.batch_size=32"])
+    _, mems = build_plan(cfg, GPUSpec(), train_clips=9356)
+    vgg = next(m for m in mems if m.actor == "recognition VGG13_LSTM")
+    assert not vgg.fits(GPUSpec())
+    assert any("VGG13_LSTM" in p for p in placement_problems(cfg, mems, GPUSpec(), 4))
+
+
+def test_placement_checks_the_gpus_the_cluster_has(preset_plan):
+    cfg, _, memories = preset_plan
+    mems = list(memories.values())
+    assert manifest_gpus() == 4          # cluster/kuberay/rayjob-train.yaml's GPU worker group
+    assert placement_problems(cfg, mems, GPUSpec(), 4) == []
+    problems = placement_problems(cfg, mems, GPUSpec(), 2)
+    assert any(p.startswith("train: its actors ask for 4 GPUs, the cluster has 2") for p in problems)
+    small = GPUSpec(memory_gib=16)
+    assert any(p.startswith("GeneratorActor needs") for p in placement_problems(cfg, mems, small, 4))
+
+
+def test_cli_prints_the_plan_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(GPU_PRESET), "--train-clips", "9356", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "GPU memory per actor" in text and "GeneratorActor x4" in text and "VLMActor x1" in text
+    assert "policy training:" in text and "GPU-hours" in text and "TFLOP per sample-evaluation" in text
+    plan = json.loads(out.read_text())
+    assert {s["name"] for s in plan["stages"]} == {"prompts", "train", "generate", "recognition"}
+    assert plan["gpus"] == 4 and plan["placement_problems"] == []
+
+
+def test_cli_rejects_a_non_positive_throughput(capsys):
+    assert main(["plan", "--config", str(GPU_PRESET), "--utilization", "0"]) == 2
+    assert "--utilization must be positive" in capsys.readouterr().err
