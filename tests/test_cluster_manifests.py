@@ -105,3 +105,81 @@ def test_runtime_envs_isolate_gpu_only_packages(name, package):
     pyproject = (ROOT / "pyproject.toml").read_text()
     deps_block = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
     assert package.rstrip("=") not in deps_block
+
+
+# --- KubeRay CRD schemas (vendored: cluster/kuberay/crd/SOURCE.md) and pip-resolvable runtime envs ---
+
+CRD = CLUSTER / "kuberay" / "crd"
+
+
+def _strict(schema):
+    """The CRD schema as `kubectl apply --validate=strict` applies it: an object with declared
+    properties rejects unknown fields unless it preserves them."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items()}
+    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+def _crd_validator(kind: str):
+    import jsonschema
+
+    return jsonschema.Draft7Validator(_strict(json.loads((CRD / f"ray.io_{kind}.v1.schema.json").read_text())))
+
+
+@pytest.mark.parametrize("manifest, kind", [("kuberay/raycluster.yaml", "rayclusters"),
+                                            ("kuberay/rayjob-train.yaml", "rayjobs")])
+def test_kuberay_manifests_validate_against_the_crd_schema(manifest, kind):
+    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in _crd_validator(kind).iter_errors(_load(manifest))]
+    assert errors == [], f"{manifest} against KubeRay's {kind} CRD: {errors[:5]}"
+
+
+def test_crd_validation_catches_typos_and_wrong_types():
+    import copy
+
+    validator = _crd_validator("rayclusters")
+    good = _load("kuberay/raycluster.yaml")
+    typo = copy.deepcopy(good)
+    typo["spec"]["workerGroupSpecs"][0]["replica"] = typo["spec"]["workerGroupSpecs"][0].pop("replicas")
+    wrong = copy.deepcopy(good)
+    wrong["spec"]["workerGroupSpecs"][0]["minReplicas"] = "zero"
+    assert any("replica" in e.message for e in validator.iter_errors(typo))
+    assert any("'zero' is not of type 'integer'" in e.message for e in validator.iter_errors(wrong))
+
+
+def _pypi_reachable() -> bool:
+    import urllib.request
+
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=10).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vllm.yaml", "pyfeat.yaml"])
+def test_runtime_env_pins_resolve_with_pips_resolver(name, tmp_path):
+    """`pip install --dry-run` on the env's packages: pip's resolver, no install, no machine config."""
+    import os
+    import subprocess
+    import sys
+
+    if not _pypi_reachable():
+        pytest.skip("the package registry (pypi.org) is unreachable from this machine: cannot resolve")
+    packages = _load(f"runtime_envs/{name}")["pip"]["packages"]
+    assert all("==" in p for p in packages), f"{name}: every package must be pinned: {packages}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull}
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                           "--report", str(report), "--index-url", "https://pypi.org/simple", *packages],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, f"{name}: pins do not resolve:\n{proc.stderr[-3000:]}"
+    resolved = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+    for pin in packages:
+        pkg, version = pin.split("==")
+        assert resolved[pkg.lower()] == version, f"{name}: {pkg} resolved to {resolved.get(pkg.lower())}"
