@@ -183,7 +183,11 @@ def load_imagenet_backbone(model: DFERBaseline, path: str | os.PathLike) -> list
     """
     path = Path(path)
     if not path.is_file():
-        raise BackboneWeightsError(f"pretrained weights file {path} does not exist")
+        from argen_ray.preflight import TORCHVISION_WEIGHTS
+
+        raise BackboneWeightsError(
+            f"recognition.pretrained.{model.backbone_name}: weights file {path} does not exist; put torchvision's "
+            f"ImageNet state dict there: curl -L --create-dirs -o {path} {TORCHVISION_WEIGHTS[model.backbone_name]}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign files
