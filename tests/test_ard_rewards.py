@@ -247,6 +247,32 @@ def test_validity_weight_zero_is_the_papers_score_and_bad_targets_are_named(scor
         with_c.score(clip, steps=10, target_aus={"smile": 0.5})
 
 
+# --------------------------------------------------------------------------- face tracking
+# Stated tolerance of `reward.track_faces` against the whole-frame search (docs/rewards.md):
+# the same face presence per frame; R_e within 0.03 and R_c within 0.08 (the landmark AU
+# readings move with the face box by about their own frame-to-frame jitter).
+TRACKED_R_E_TOLERANCE, TRACKED_R_C_TOLERANCE = 0.03, 0.08
+
+
+def test_tracked_faces_keep_what_face_presence_and_expression_measure(smile_video):
+    tracked = RewardScorer(RewardConfig(w_c=0.5), T_MAX)
+    whole = RewardScorer(RewardConfig(w_c=0.5, track_faces=False), T_MAX)
+    assert tracked.cfg.track_faces and tracked.au_estimator.track and not whole.au_estimator.track
+    blank = np.full_like(smile_video[0], 128)
+    starts = np.linspace(0, len(smile_video) - 16, 3).astype(int)
+    clips = [smile_video[s:s + 16] for s in starts]
+    # A face lost and found again: the tracked search falls back to the whole frame.
+    clips.append(np.concatenate([smile_video[:5], blank[None].repeat(3, 0), smile_video[-8:]]))
+    targets = {"AU06": 0.6, "AU12": 0.8}
+    for clip in clips:
+        a, b = (s.score(clip, steps=10, target_aus=targets) for s in (tracked, whole))
+        assert a["per_frame"]["face_prob"] == b["per_frame"]["face_prob"]
+        assert abs(a["r_e"] - b["r_e"]) <= TRACKED_R_E_TOLERANCE
+        assert abs(a["r_c"] - b["r_c"]) <= TRACKED_R_C_TOLERANCE
+        assert a["au_frames_read"] == b["au_frames_read"]
+    assert a["per_frame"]["face_prob"][5:8] == [0.0, 0.0, 0.0] and a["au_frames_read"] == 13
+
+
 # --------------------------------------------------------------------------- group rule
 @pytest.mark.parametrize("scores,k,expected", [
     ([0.9, 0.1, 0.5, 0.3], 2, [0.9, -0.1, 0.5, -0.1]),       # plain top-2 of G=4

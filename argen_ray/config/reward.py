@@ -22,6 +22,11 @@ class RewardConfig(Section):
     haar_scale_factor: float = Field(1.1, gt=1)
     haar_min_neighbors: int = Field(4, ge=0)
     haar_min_size_frac: float = Field(0.15, gt=0, le=1)  # smallest face side / min(H, W)
+    # Video mode for the face detector and the landmark AU backend: look for each frame's face
+    # near the previous frame's, falling back to the whole frame (argen_ray/faces.py). About 3x
+    # faster scoring (benchmarks/bench_rewards.py); tolerance against the whole-frame search in
+    # docs/rewards.md and tests/test_ard_rewards.py. False: every frame searched in full.
+    track_faces: bool = True
     # R_c (DESIGN 2.5, expression validity): did the clip reach and hold the prompt's target AUs
     # without moving others? 0 reproduces the paper's score; the presets turn it on.
     w_c: float = Field(0.0, ge=0)
