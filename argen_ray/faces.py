@@ -74,17 +74,27 @@ def haar_faces(image: np.ndarray, scale_factor: float = 1.1, min_neighbors: int 
     """
     gray = to_gray(image)
     min_side = max(12, int(min(gray.shape) * min_size_frac))
-    max_side = None
-    if near_size is not None:
-        min_side = max(min_side, int(near_size / TRACK_SIZE_RATIO))
-        max_side = int(np.ceil(near_size * TRACK_SIZE_RATIO))
-        if max_side < min_side:
+    cascade = haar_cascade()
+    if near_size is None:
+        boxes = cascade.detectMultiScale(gray, scaleFactor=scale_factor, minNeighbors=min_neighbors,
+                                         minSize=(min_side, min_side))
+        boxes = np.asarray(boxes, dtype=int).reshape(-1, 4)
+    else:
+        import cv2
+
+        low, high = max(min_side, near_size / TRACK_SIZE_RATIO), near_size * TRACK_SIZE_RATIO
+        if high < low:
             return np.zeros((0, 4), dtype=int)
-    sizes = {"minSize": (min_side, min_side)}
-    if max_side is not None:
-        sizes["maxSize"] = (max_side, max_side)
-    boxes = haar_cascade().detectMultiScale(gray, scaleFactor=scale_factor, minNeighbors=min_neighbors, **sizes)
-    boxes = np.asarray(boxes, dtype=int).reshape(-1, 4)
+        # Scale the frame so the smallest wanted face fills the cascade's window: the cascade then
+        # scans a few small images (OpenCV's own min/max sizes still work on the full frame).
+        window = cascade.getOriginalWindowSize()[0]
+        scale = min(1.0, window / low)
+        small = cv2.resize(gray, (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale))),
+                           interpolation=cv2.INTER_LINEAR) if scale < 1.0 else gray
+        top = max(window, int(np.ceil(high * scale)))
+        found = cascade.detectMultiScale(small, scaleFactor=scale_factor, minNeighbors=min_neighbors,
+                                         minSize=(window, window), maxSize=(top, top))
+        boxes = np.round(np.asarray(found, dtype=float).reshape(-1, 4) / scale).astype(int)
     if len(boxes):
         boxes = boxes[np.argsort(-(boxes[:, 2] * boxes[:, 3]))]
     return boxes

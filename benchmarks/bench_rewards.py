@@ -171,6 +171,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant; the best counts")
     args = parser.parse_args()
     cfg = load_config(args.config)
+    # As in a ScorerActor: OpenCV's threads sized by the actor's CPU share, not by the machine.
+    cv2.setNumThreads(max(1, int(cfg.reward.scorer_num_cpus)))
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, cv2 threads {cv2.getNumThreads()}, AU backend {cfg.reward.au_backend!r}, "
           f"face detector {cfg.reward.face_detector!r}")
     bench_one_scorer(cfg, make_clips(args.clips), args.repeats)
