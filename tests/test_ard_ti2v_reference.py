@@ -8,37 +8,14 @@ queue rolls: N > F - K), resample passes r >= 1 and a per-frame guidance curve.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 
-from argen_ray.ard.ti2v import TI2VZeroPipeline
-from argen_ray.ard.tiny_models import tiny_t2v_path
+# The tiny pipeline, the reference image and one torch thread, as in the pipeline's own tests.
+from test_ard_ti2v import PROMPT, SIZE, face, model_dir, one_torch_thread, pipe  # noqa: F401
 
-SIZE = 32  # 4x4 latents
-PROMPT = "a person with a surprised face, the inner brows rise strongly"
 KIND_SEED = {"init": 1, "queue": 2, "renoise": 3}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    pipeline = TI2VZeroPipeline.from_pretrained(tiny_t2v_path())
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
-
-
-@pytest.fixture(scope="module")
-def face():
-    return (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
 
 
 def keyed_noise(request: int, kind: str, window: int, step: int, pass_: int, shape) -> torch.Tensor:
