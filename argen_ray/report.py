@@ -217,7 +217,7 @@ def write_run_report(cfg, state: dict) -> Path:
     report.heading("ARD: policy training")
     if train.get("eval"):
         ev = train["eval"]
-        keys = [k for k in ("score", "r_t", "r_q", "r_f", "r_e", "steps", "nfe") if k in ev["policy"]]
+        keys = [k for k in ("score", "r_t", "r_q", "r_f", "r_e", "r_c", "steps", "nfe") if k in ev["policy"]]
         report.table(["policy", *keys], [[name, *(_fmt(ev[name].get(k)) for k in keys)] for name in ("policy", "random")])
         report.paragraph(f"Held-out evaluation on {ev['num_states']} states: the trained policy's argmax actions "
                          "against uniformly random actions.", note=True)

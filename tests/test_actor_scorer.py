@@ -54,6 +54,21 @@ def test_pool_scores_equal_in_process_scores_and_actors_are_named(ray_session, t
         pool.shutdown()
 
 
+def test_target_aus_reach_the_actors_for_the_validity_reward(ray_session, tmp_path):
+    cfg = _cfg(tmp_path, "reward.w_c=0.5", "ray.namespace=argen-test-scorer-rc")
+    pool = ScorerPool.from_config(cfg)
+    try:
+        videos, steps = _videos(3), [5, 10, 15]
+        targets = [{"AU01": 0.8, "AU02": 0.8}, {"AU12": 0.6}, {"AU09": 0.5, "AU16": 0.4}]
+        scores = pool.score_many(videos, steps=steps, target_aus=targets)
+        assert scores == RewardScorer(cfg.reward, 25).score_many(videos, steps=steps, target_aus=targets)
+        assert [s["rc_targets"] for s in scores] == targets and all(s["r_c"] is not None for s in scores)
+        with pytest.raises(RewardInputError, match=r"video 0: target_aus .* is required when reward.w_c > 0"):
+            pool.score_many(videos[:1], steps=[5])
+    finally:
+        pool.shutdown()
+
+
 def test_killed_actor_is_restarted_and_its_videos_rescored(ray_session, tmp_path):
     cfg = _cfg(tmp_path)
     pool = ScorerPool.from_config(cfg)
@@ -93,7 +108,7 @@ def test_bad_input_and_bad_detector_are_clear_errors(ray_session, tmp_path):
 class _Crasher:
     """A scorer actor whose process dies on every video (restarted by Ray each time)."""
 
-    def score(self, frames, reference, steps):
+    def score(self, frames, reference, steps, target_aus=None):
         os._exit(1)
 
     def info(self) -> dict:

@@ -60,6 +60,30 @@ def test_one_vector_step_scores_the_group_of_one_state(world):
     assert infos3["group_id"][0] != infos["group_id"][0]
 
 
+def test_candidates_are_short_videos_of_train_candidate_frames(world):
+    from argen_ray.ard.env import CandidateEvaluator
+
+    cfg, states = world
+    short = cfg.model_copy(deep=True)
+    short.train.candidate_frames = 5  # the reference + 4 new frames; generator.num_frames stays 8
+    evaluator = CandidateEvaluator(short)
+    assert evaluator.action_space.num_frames == 4  # the guidance curve spans the candidate's new frames
+    rows = evaluator.evaluate(states, [0, 0], np.array([[0, 0, 0], [4, 3, 0]]), seed=2)
+    assert [r["num_frames"] for r in rows] == [5, 5]
+    assert cfg.generator.num_frames == 8 and cfg.train.candidate_frames == 8
+    full = CandidateEvaluator(cfg).evaluate(states, [0], np.array([[0, 0, 0]]), seed=2)
+    assert full[0]["num_frames"] == 8
+
+
+def test_candidate_frames_below_two_is_a_named_error():
+    from argen_ray.ard.env import CandidateEvaluator
+    from argen_ray.config import load_config
+    from argen_ray.errors import ArgenError
+
+    with pytest.raises(ArgenError, match="train.candidate_frames must be an integer >= 2"):
+        CandidateEvaluator(load_config(None, ["train.candidate_frames=1"]))
+
+
 def test_field_means_skip_values_that_were_not_computed():
     from argen_ray.ard.env import field_means
 

@@ -47,6 +47,42 @@ def test_module_outputs_one_logit_per_choice_of_each_head_and_argmax_at_inferenc
     assert ((sample >= 0) & (sample < torch.tensor(NVEC))).all()
 
 
+def test_log_prob_is_the_sum_of_the_three_heads_log_probs():
+    """log pi(a|s) = log pi_T(T) + log pi_alpha(alpha) + log pi_beta(beta) (DESIGN 2.3)."""
+    from ray.rllib.core.columns import Columns
+
+    module = _module()
+    dist_cls = module.get_exploration_action_dist_cls()
+    # By hand: probabilities chosen so each head's softmax is known exactly.
+    probs = [np.array([1, 2, 3, 4, 10]) / 20, np.full(4, 0.25), np.array([5, 1, 1, 1]) / 8]
+    logits = torch.tensor(np.concatenate([np.log(p) + shift for p, shift in zip(probs, (3.0, -1.0, 0.5))]),
+                          dtype=torch.float64)[None]
+    actions = torch.tensor([[4, 2, 0], [0, 1, 3], [2, 3, 1]])
+    logp = dist_cls.from_logits(logits.expand(3, -1)).logp(actions).numpy()
+    expected = [np.log(10 / 20) + np.log(1 / 4) + np.log(5 / 8),
+                np.log(1 / 20) + np.log(1 / 4) + np.log(1 / 8),
+                np.log(3 / 20) + np.log(1 / 4) + np.log(1 / 8)]
+    np.testing.assert_allclose(logp, expected, rtol=1e-12)
+    # On the module's own logits: the same sum of per-head log-softmax, computed in numpy.
+    text, image = _batch()
+    out = module.forward_exploration({Columns.OBS: {"text_emb": torch.from_numpy(text),
+                                                    "image_emb": torch.from_numpy(image)}})
+    raw = out[Columns.ACTION_DIST_INPUTS].detach().double()
+    sample = dist_cls.from_logits(raw).sample()
+    heads = np.split(raw.numpy(), np.cumsum(NVEC)[:-1], axis=1)
+    by_hand = sum(h[np.arange(len(h)), sample[:, i].numpy()] - np.log(np.exp(h).sum(axis=1))
+                  for i, h in enumerate(heads))
+    np.testing.assert_allclose(dist_cls.from_logits(raw).logp(sample).numpy(), by_hand, rtol=1e-10)
+    # Raising one alpha logit moves only the alpha term: the heads are independent factors.
+    bumped = raw.clone()
+    bumped[:, NVEC[0] + 1] += 1.0
+    delta = dist_cls.from_logits(bumped).logp(sample).numpy() - dist_cls.from_logits(raw).logp(sample).numpy()
+    a_heads = heads[1].copy()
+    a_heads[:, 1] += 1.0
+    alpha_term = lambda h: h[np.arange(len(h)), sample[:, 1].numpy()] - np.log(np.exp(h).sum(axis=1))  # noqa: E731
+    np.testing.assert_allclose(delta, alpha_term(a_heads) - alpha_term(heads[1]), rtol=1e-9, atol=1e-12)
+
+
 def test_states_change_the_decision():
     """Attention over both tokens: different embeddings give different head probabilities."""
     module = _module()

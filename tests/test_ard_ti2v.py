@@ -73,15 +73,16 @@ def test_condition_frames_are_q_sample_of_the_queue_at_every_evaluation(pipe, fa
          callback_on_step=lambda r: records.append({k: (v.clone() if torch.is_tensor(v) else v) for k, v in r.items()}))
     k = window - 1
     windows = frames - 1  # K = F - 1: one new frame per window
-    assert len(records) == windows * steps * (resample + 1)
+    assert len(records) == windows * (steps + resample * (steps - 1))  # no resampling at the last step
     alpha_bar = pipe.scheduler.alphas_cumprod
     for rec in records:
         a = alpha_bar[rec["timestep"]]
         expected = a.sqrt() * rec["queue"] + (1 - a).sqrt() * rec["queue_noise"]
         torch.testing.assert_close(rec["latents"][:, :, :k], expected)
-    # Timesteps descend within a window and every step is visited resample + 1 times.
+    # Timesteps descend within a window; every step but the last is visited resample + 1 times.
     first_window = [r["timestep"] for r in records if r["window"] == 0]
     assert first_window == sorted(first_window, reverse=True) and len(set(first_window)) == steps
+    assert [first_window.count(t) for t in sorted(set(first_window), reverse=True)] == [resample + 1] * (steps - 1) + [1]
 
 
 def test_queue_slides_new_frames_in_order(pipe, face):
@@ -107,7 +108,7 @@ def test_nfe_and_unet_calls_follow_the_formula(pipe, face, frames, window, steps
     kw = dict(image=face, num_frames=frames, window_size=window, num_inference_steps=steps, resample_steps=resample,
               height=SIZE, width=SIZE, output_type="latent")
     windows = math.ceil((frames - 1) / 1)  # K = window - 1: one new frame per window
-    evaluations = windows * steps * (resample + 1)
+    evaluations = windows * (steps + resample * (steps - 1))
     out = pipe(PROMPT, guidance_scale=9.0, generator=seeded(0), **kw)
     assert out.nfe == [2 * evaluations] and out.unet_calls == evaluations       # CFG in one call
     split = pipe(PROMPT, guidance_scale=9.0, generator=seeded(0), split_cfg=True, **kw)

@@ -66,6 +66,29 @@ def test_fixed_setting_writes_16_frame_videos_previews_and_manifest_then_resumes
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_0.mp4")} == stamps
 
 
+def test_fixed_constant_guidance_is_ti2v_zeros_setting_and_scores_validity(tmp_path):
+    from argen_ray.ard.guidance import TI2V_ZERO_GUIDANCE, TI2V_ZERO_STEPS, ActionSpace
+    from argen_ray.config import load_config
+
+    prompts = _prompts(tmp_path)
+    overrides = [f"run_dir={tmp_path / 'run'}", "generator.backend=ti2v", "generator.model=tiny",
+                 "generator.num_frames=4", "reward.w_e=0", "reward.w_c=0.5"]
+    argv = ["generate", *sum((["--set", o] for o in overrides), []), "--prompts", str(prompts),
+            "--fixed", "2,const:9", "--score"]
+    assert main(argv) == 0
+    rows = read_jsonl(tmp_path / "run" / "generated" / "manifest.jsonl")
+    for row in rows:
+        assert row["guidance"] == [9.0, 9.0, 9.0]  # one constant w per new frame, no curve
+        assert (row["steps"], row["alpha"], row["beta"], row["action"]) == (2, None, None, None)
+        assert row["nfe"] == 3 * 2 * 2
+        # The prompt's target AUs reached the scorer: R_c is scored against them.
+        assert row["rewards"]["rc_targets"] == {"AU01": 0.6, "AU02": 0.5} and row["rewards"]["r_c"] is not None
+    # The helper the oracle table uses: TI2V-Zero's baseline, 10 steps at w = 9.0 on every frame.
+    baseline = ActionSpace.from_config(load_config(None, overrides).generator).constant()
+    assert (baseline.steps, TI2V_ZERO_STEPS, TI2V_ZERO_GUIDANCE) == (10, 10, 9.0)
+    assert baseline.guidance.tolist() == [9.0] * 3 and baseline.alpha is None
+
+
 def test_policy_mode_uses_the_policys_argmax_actions_and_scores(tmp_path):
     from argen_ray.ard.generator import build_generator
     from argen_ray.ard.guidance import ActionSpace
@@ -104,6 +127,8 @@ def test_policy_mode_uses_the_policys_argmax_actions_and_scores(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--fixed", "ten,1,1"], "--fixed 'ten,1,1': expected T,ALPHA,BETA"),
     (["--fixed", "0,1,1"], "T >= 1"),
+    (["--fixed", "10,const:nine"], "--fixed '10,const:nine': expected T,const:W such as 10,const:9"),
+    (["--fixed", "10,const:-1"], "a constant guidance W >= 0"),
     (["--fixed", "5,1,1", "--prompts", "nowhere/prompts.jsonl"], "nowhere/prompts.jsonl does not exist"),
 ])
 def test_bad_arguments_are_clear_errors(tmp_path, capsys, extra, message):

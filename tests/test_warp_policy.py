@@ -45,6 +45,8 @@ def train(tmp_path_factory, run_dir: Path, w_e: float) -> float:
     run_dir = fresh_run(tmp_path_factory, run_dir)
     overrides = fast_overrides(run_dir, train__iterations=6, train__eval_states=0, train__lr=0.01,
                                reward__w_e=w_e, reward__w_t=0.25, reward__w_q=0.25, reward__w_f=0.25,
+                               # the paper's rewards (no R_c) on full 16-frame candidates, as measured
+                               reward__w_c=0, train__candidate_frames=NUM_FRAMES,
                                generator__num_frames=NUM_FRAMES, generator__action_space__steps="[5]",
                                generator__action_space__alpha=str(SHAPES), generator__action_space__beta=str(SHAPES))
     sets = [x for o in overrides for x in ("--set", o)]

@@ -28,15 +28,15 @@ from argen_ray.ard.states import StateSet
 from argen_ray.errors import ArgenError
 
 # Per-candidate values reported in the step infos (and logged per iteration).
-CANDIDATE_FIELDS = ("score", "r_t", "r_q", "r_f", "r_e", "nfe", "steps", "alpha", "beta")
+CANDIDATE_FIELDS = ("score", "r_t", "r_q", "r_f", "r_e", "r_c", "nfe", "steps", "alpha", "beta")
 # Per-group wall times (seconds) of the batched generator call and of scoring the G videos.
 GROUP_TIMINGS = ("generate_s", "score_s")
 
 
 def field_means(rows: list[dict], fields: tuple[str, ...] = CANDIDATE_FIELDS) -> dict[str, float]:
     """Mean of each field over the rows where it has a value; a field no row has a value for is
-    left out. A reward component with weight 0 is not computed (`r_e` is None when
-    reward.w_e = 0), so it is skipped, never averaged as a number."""
+    left out. A reward component with weight 0 is not computed (`r_e` / `r_c` is None when
+    reward.w_e / w_c = 0), so it is skipped, never averaged as a number."""
     out = {}
     for name in fields:
         values = [float(r[name]) for r in rows if r.get(name) is not None]
@@ -52,6 +52,9 @@ class ActorCallError(ArgenError, RuntimeError):
 class CandidateEvaluator:
     """Generates and scores candidate actions for states through the named Ray actors.
 
+    Candidates are short videos of `train.candidate_frames` frames, the reference included
+    (DESIGN 2.5); the guidance curve of an action spans their new frames.
+
     The generator pool and the scorer pool are looked up (or created) by name in the config's
     Ray namespace, so every env runner reaches the same actors. Ray restarts a dead actor and
     resends its calls; a call that still fails because its actor died or is restarting is
@@ -61,8 +64,12 @@ class CandidateEvaluator:
     def __init__(self, cfg):
         from argen_ray.ard.guidance import ActionSpace
 
+        frames = cfg.train.candidate_frames
+        if frames < 2:
+            raise ArgenError(f"train.candidate_frames must be an integer >= 2 (the reference and at least one new "
+                             f"frame), got {frames!r}")
         self.cfg = cfg
-        self.action_space = ActionSpace.from_config(cfg.generator)
+        self.action_space = ActionSpace.from_config(cfg.generator, num_frames=frames)
         self._generators = None
         self._scorers = None
         self.retried = 0  # calls resent after an actor died (tests and the benchmark read it)
@@ -121,28 +128,36 @@ class CandidateEvaluator:
     def evaluate(self, states: StateSet, indices, actions: np.ndarray, seed: int) -> list[dict]:
         """Generate one video per (state index, action) and score it.
 
-        Returns one dict per candidate: the score and its components, NFE, the decoded action
-        (steps, alpha, beta), and the group's generation and scoring wall times.
+        Returns one dict per candidate: the score and its components, NFE, the video's frame
+        count, the decoded action (steps, alpha, beta), and the group's generation and scoring
+        wall times.
         """
+        return self.evaluate_params(states, indices, [self.action_space.decode(a) for a in np.asarray(actions)], seed)
+
+    def evaluate_params(self, states: StateSet, indices, params: list, seed: int) -> list[dict]:
+        """`evaluate` for decoded `GenerationParams`, including settings outside the action space
+        (e.g. TI2V-Zero's constant guidance, `self.action_space.constant()`: alpha, beta None)."""
         from argen_ray.ard.generator import GenerationRequest
 
-        params = [self.action_space.decode(a) for a in np.asarray(actions)]
         requests = []
         for n, (i, p) in enumerate(zip(indices, params)):
             row = states.rows[i]
             requests.append(GenerationRequest(
                 image=states.images[i], prompt=row["prompt"], steps=p.steps, guidance=p.guidance, seed=seed,
-                emotion=row.get("emotion"), aus=row.get("aus") or {}, request_id=f"{row['prompt_id']}#{seed}.{n}"))
+                emotion=row.get("emotion"), aus=row.get("aus") or {}, num_frames=self.cfg.train.candidate_frames,
+                request_id=f"{row['prompt_id']}#{seed}.{n}"))
         t0 = time.perf_counter()
         results = self._with_retries("generation", lambda: self.generators.generate(requests))
         t1 = time.perf_counter()
         scores = self._with_retries("scoring", lambda: self.scorers.score_many(
-            [r.frames for r in results], [states.images[i] for i in indices], [p.steps for p in params]))
+            [r.frames for r in results], [states.images[i] for i in indices], [p.steps for p in params],
+            target_aus=[r.aus for r in requests]))
         t2 = time.perf_counter()
         out = []
         for i, p, result, score in zip(indices, params, results, scores):
             out.append({"prompt_id": states.rows[i]["prompt_id"], "score": score["score"], "r_t": score["r_t"],
-                        "r_q": score["r_q"], "r_f": score["r_f"], "r_e": score["r_e"], "nfe": result.nfe,
+                        "r_q": score["r_q"], "r_f": score["r_f"], "r_e": score["r_e"], "r_c": score["r_c"],
+                        "nfe": result.nfe, "num_frames": int(len(result.frames)),
                         "steps": p.steps, "alpha": p.alpha, "beta": p.beta,
                         "generate_s": t1 - t0, "score_s": t2 - t1})
         return out

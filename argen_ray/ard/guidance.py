@@ -36,11 +36,16 @@ def guidance_curve(num_frames: int, alpha: float, beta: float, w_min: float, w_m
     return w_min + (w_max - w_min) * g
 
 
+# TI2V-Zero's face setting (DESIGN 2.2): 10 DDIM steps at a constant guidance of 9.0.
+TI2V_ZERO_STEPS = 10
+TI2V_ZERO_GUIDANCE = 9.0
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     steps: int
-    alpha: float
-    beta: float
+    alpha: float | None       # None for a constant-guidance setting (no curve)
+    beta: float | None
     guidance: np.ndarray      # w_n per generated frame
 
 
@@ -58,11 +63,13 @@ class ActionSpace:
         guidance_curve(self.num_frames, self.alpha[0], self.beta[0], self.w_min, self.w_max)  # validates
 
     @classmethod
-    def from_config(cls, gen_cfg, values: dict | None = None) -> "ActionSpace":
+    def from_config(cls, gen_cfg, values: dict | None = None, num_frames: int | None = None) -> "ActionSpace":
         """From `cfg.generator`; `values` ({"steps", "alpha", "beta"}, e.g. a policy's own sets)
-        override the configured sets."""
+        override the configured sets; `num_frames` (the reference included) overrides
+        `generator.num_frames`, e.g. the short candidates of policy training."""
+        frames = gen_cfg.num_frames if num_frames is None else int(num_frames)
         sets = {**gen_cfg.action_space.model_dump(), **(values or {})}
-        return cls(sets["steps"], sets["alpha"], sets["beta"], gen_cfg.num_frames - 1, gen_cfg.w_min, gen_cfg.w_max)
+        return cls(sets["steps"], sets["alpha"], sets["beta"], frames - 1, gen_cfg.w_min, gen_cfg.w_max)
 
     @property
     def nvec(self) -> np.ndarray:
@@ -75,6 +82,15 @@ class ActionSpace:
         steps, alpha, beta = self.steps[a[0]], self.alpha[a[1]], self.beta[a[2]]
         return GenerationParams(steps, alpha, beta,
                                 guidance_curve(self.num_frames, alpha, beta, self.w_min, self.w_max))
+
+    def constant(self, steps: int = TI2V_ZERO_STEPS, w: float = TI2V_ZERO_GUIDANCE) -> GenerationParams:
+        """A fixed setting outside the curve family: T steps at constant guidance w for every
+        frame (TI2V-Zero's baseline by default), for `generate --fixed T,const:W` and baselines."""
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ActionError(f"steps must be a positive integer, got {steps!r}")
+        if not np.isfinite(w) or w < 0:
+            raise ActionError(f"constant guidance must be a finite number >= 0, got {w!r}")
+        return GenerationParams(int(steps), None, None, np.full(self.num_frames, float(w)))
 
     def encode(self, steps: int, alpha: float, beta: float) -> np.ndarray:
         """The action whose decoding gives these values (each must be in its set)."""

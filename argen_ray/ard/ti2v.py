@@ -8,10 +8,15 @@ start, K copies of the reference image's latent). Each window of F frames is sam
 the last F - K frames are new. After the window's last step the new clean latents are pushed
 into Q and as many are popped from its front (K = F - 1: one new frame per window).
 
+Resampling (TI2V-Zero): after the DDIM step t -> t' of every step but the last, the window is
+re-noised t' -> t and denoised again, r times; the condition frames keep the noise drawn for
+that step (one q_sample(Q, t) per step, shared by its passes), as in TI2V-Zero. The last step
+has nothing to harmonise afterwards, so it runs once.
+
 Cost is counted in UNet sample-evaluations (NFE). With CFG, the conditional and unconditional
 inputs of a frame are two samples of ONE batched UNet call, so per video
 
-    NFE = windows * T_a * (r + 1) * 2,   windows = ceil(N / (F - K))   (N new frames)
+    NFE = windows * (T_a + r * (T_a - 1)) * 2,   windows = ceil(N / (F - K))   (N new frames)
 
 Several requests (e.g. a group's 4 candidates with different T_a and guidance curves) run
 together: at each tick the requests whose next evaluation is at the same timestep share one UNet
@@ -65,11 +70,23 @@ class TI2VPipelineOutput(BaseOutput):
     timings: dict[str, float]
 
 
+def evaluations_per_window(steps: int, resample: int) -> int:
+    """UNet evaluations of one window: T_a steps, r resample passes at every step but the last."""
+    return steps + resample * (steps - 1)
+
+
+def ti2v_nfe(new_frames: int, steps: int, resample: int, window: int = 16, condition_frames: int | None = None,
+             guided: bool = True) -> int:
+    """NFE of one video: windows * (T + r (T - 1)) * (2 with CFG, else 1); K = F - 1 by default."""
+    k = window - 1 if condition_frames is None else condition_frames
+    return math.ceil(new_frames / (window - k)) * evaluations_per_window(steps, resample) * (2 if guided else 1)
+
+
 class _Job:
-    """One request's denoising state: its queue, schedule, position and noise generator."""
+    """One request's denoising state: its queue, schedule, position and noise source."""
 
     def __init__(self, index, scheduler, steps, guidance, cond, uncond, queue, new_frames, window, resample,
-                 generator):
+                 generator, noise_source=None):
         self.index = index
         self.scheduler = scheduler
         scheduler.set_timesteps(steps, device=cond.device)
@@ -84,6 +101,8 @@ class _Job:
         self.new_frames = new_frames
         self.resample = resample                    # r: extra passes per step
         self.generator = generator
+        self.noise_source = noise_source            # None: draw from `generator`
+        self.queue_noise: torch.Tensor | None = None  # this step's condition-frame noise
         self.outputs: list[torch.Tensor] = []       # clean new latents per window
         self.nfe = 0
         self.window_index, self.step_index, self.pass_index = 0, 0, 0
@@ -98,15 +117,20 @@ class _Job:
     def samples(self) -> int:
         return 1 if self.uncond is None else 2
 
-    def noise(self, like: torch.Tensor) -> torch.Tensor:
-        return randn_tensor(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
+    def noise(self, kind: str, shape: tuple, like: torch.Tensor) -> torch.Tensor:
+        """A standard normal draw for `kind` ("init", "queue" or "renoise") at the current
+        window, step and pass: from the request's generator, or from `noise_source`."""
+        if self.noise_source is None:
+            return randn_tensor(shape, generator=self.generator, device=like.device, dtype=like.dtype)
+        drawn = self.noise_source(self.index, kind, self.window_index, self.step_index, self.pass_index, shape)
+        return drawn.to(like.device, like.dtype)
 
     def q_sample(self, x0: torch.Tensor, t: int, noise: torch.Tensor) -> torch.Tensor:
         return self.scheduler.add_noise(x0, noise, torch.tensor([t], device=x0.device))
 
     def start_window(self, shape: tuple) -> None:
         """x_T = q_sample(Q[-1], T) for all F frames; pure noise when there is no queue."""
-        noise = randn_tensor(shape, generator=self.generator, device=self.cond.device, dtype=self.cond.dtype)
+        noise = self.noise("init", shape, self.cond)
         if self.queue is None:
             self.latents = noise * self.scheduler.init_noise_sigma
         else:
@@ -117,10 +141,11 @@ class _Job:
         """x_t with its first K frames replaced by q_sample(Q, t); returns (x_t, the noise used)."""
         if self.queue is None:
             return self.latents, None
-        noise = self.noise(self.queue)
+        if self.pass_index == 0:  # one draw per step; its resample passes reuse it
+            self.queue_noise = self.noise("queue", self.queue.shape, self.queue)
         self.latents = self.latents.clone()
-        self.latents[:, :, :self.num_cond] = self.q_sample(self.queue, self.timestep, noise)
-        return self.latents, noise
+        self.latents[:, :, :self.num_cond] = self.q_sample(self.queue, self.timestep, self.queue_noise)
+        return self.latents, self.queue_noise
 
     def window_guidance(self) -> torch.Tensor:
         """w per window frame, (1, 1, F, 1, 1): new frames get their own w_n; condition frames
@@ -132,16 +157,18 @@ class _Job:
         return w.view(1, 1, -1, 1, 1)
 
     def advance(self, eps_uncond: torch.Tensor | None, eps_cond: torch.Tensor) -> None:
-        """CFG, DDIM step to t', then either re-noise t' -> t (a resample pass) or move on."""
+        """CFG, DDIM step to t', then either re-noise t' -> t (a resample pass; never at the last
+        step) or move on."""
         self.nfe += self.samples
         eps = eps_cond if eps_uncond is None else eps_uncond + self.window_guidance() * (eps_cond - eps_uncond)
         t = self.timestep
         x_prev = self.scheduler.step(eps, t, self.latents, eta=0.0).prev_sample
-        if self.pass_index < self.resample:
-            self.pass_index += 1
+        if self.pass_index < self.resample and self.step_index < len(self.timesteps) - 1:
             ratio = self._alpha_bar(t) / self._alpha_bar(t - self.scheduler.config.num_train_timesteps
                                                           // self.scheduler.num_inference_steps)
-            self.latents = ratio.sqrt() * x_prev + (1 - ratio).sqrt() * self.noise(x_prev)
+            noise = self.noise("renoise", x_prev.shape, x_prev)
+            self.latents = ratio.sqrt() * x_prev + (1 - ratio).sqrt() * noise
+            self.pass_index += 1
             return
         self.latents, self.pass_index = x_prev, 0
         self.step_index += 1
@@ -267,7 +294,8 @@ class TI2VZeroPipeline(DiffusionPipeline):
                  num_condition_frames: int | None = None, height: int | None = None, width: int | None = None,
                  negative_prompt: str = "", generator: torch.Generator | list | None = None,
                  output_type: str = "np", split_cfg: bool = False,
-                 callback_on_step: Callable[[dict], None] | None = None) -> TI2VPipelineOutput:
+                 callback_on_step: Callable[[dict], None] | None = None,
+                 noise_source: Callable[..., torch.Tensor] | None = None) -> TI2VPipelineOutput:
         """Generate one video per prompt.
 
         With a list of prompts, every other per-request argument may be a list of the same
@@ -277,6 +305,9 @@ class TI2VZeroPipeline(DiffusionPipeline):
         conditional halves as two UNet calls (the original TI2V-Zero's cost; benchmarks only).
         `callback_on_step` receives, before each UNet evaluation of each request: request,
         window, step, pass, timestep, latents (x_t after replacement), queue, queue_noise.
+        `noise_source(request, kind, window, step, pass, shape)` replaces every noise draw
+        (kind "init": x_T of a window; "queue": a step's condition-frame noise; "renoise": a
+        resample pass), e.g. to replay known noise; None draws from `generator`.
         """
         start = time.perf_counter()
         batched = isinstance(prompt, list)
@@ -313,13 +344,15 @@ class TI2VZeroPipeline(DiffusionPipeline):
                 queue = references[i:i + 1, :, None].expand(-1, -1, num_condition_frames, -1, -1).contiguous()
             job = _Job(i, DDIMScheduler.from_config(self.scheduler.config), int(steps[i]), w, cond[i:i + 1],
                        uncond if bool((w > 1).any()) else None, queue, len(w), window_size, resample_steps,
-                       generators[i] if generators[i] is not None else torch.Generator("cpu").manual_seed(0))
+                       generators[i] if generators[i] is not None else torch.Generator("cpu").manual_seed(0),
+                       noise_source)
             job.start_window(latent_shape)
             jobs.append(job)
         encoded = time.perf_counter()
 
         unet_calls = 0
-        with self.progress_bar(total=sum(j.num_windows * len(j.timesteps) * (resample_steps + 1) for j in jobs)) as bar:
+        with self.progress_bar(total=sum(j.num_windows * evaluations_per_window(len(j.timesteps), resample_steps)
+                                         for j in jobs)) as bar:
             while active := [j for j in jobs if not j.done]:
                 lead = min(active, key=lambda j: (j.window_index, -j.timestep))
                 group = [j for j in active if j.timestep == lead.timestep]

@@ -279,8 +279,11 @@ class LandmarkAUEstimator:
 
     name = "landmark"
 
-    def __init__(self, calibration: str | os.PathLike | None = None):
+    def __init__(self, calibration: str | os.PathLike | None = None, track: bool = False):
         self.calibration = LandmarkCalibration.load(calibration or CALIBRATION_FILE)
+        # Video mode (`argen_ray.faces`): look for each frame's face near the previous frame's,
+        # for frames of one clip in order (the reward scorer); whole-frame search otherwise.
+        self.track = track
 
     def estimate(self, frames: np.ndarray | None, *, record: "ClipRecord | None" = None,
                  frame_indices: np.ndarray | None = None) -> AUReading:
@@ -291,10 +294,12 @@ class LandmarkAUEstimator:
         frames = check_frames(frames)
         check_frame_indices(frames, frame_indices)
         measures = np.full((len(frames), len(MEASURES)), np.nan)
+        previous = None
         for i, frame in enumerate(frames):
-            found = detect_landmarks(frame)
+            found = detect_landmarks(frame, near=previous.box if self.track and previous is not None else None)
             if found is not None:
                 measures[i] = face_measures(found.points)
+            previous = found
         signed = self.calibration.intensities(measures)
         return AUReading(names=list(AU_NAMES), values=np.clip(signed, 0.0, AU_MAX),
                          face_found=~np.isnan(measures[:, 0]), signed=signed)

@@ -1,8 +1,9 @@
 """`argen-ray generate`: expression videos for every prompts.jsonl row (DESIGN 2.2-2.3).
 
 Steps T and the guidance curve (alpha, beta) come from a trained policy (`--policy`, argmax per
-head on the generator's state embeddings) or are fixed for every clip (`--fixed T,alpha,beta`;
-TI2V-Zero's face setting is `--fixed 10,1,1 --set generator.resample=4`). Writes
+head on the generator's state embeddings) or are fixed for every clip (`--fixed T,alpha,beta` for
+a guidance curve, `--fixed T,const:W` for a constant guidance w; TI2V-Zero's face setting is
+`--fixed 10,const:9 --set generator.resample=4`). Writes
 `<out>/<clip_id>.mp4`, a GIF preview per clip in `<out>/previews/`, and one `manifest.jsonl` line
 per clip (prompt, AUs, action, seed, NFE, model, timings, rewards with `--score`). Every file is
 written atomically and a manifest line only after its video, so a rerun skips finished clips.
@@ -30,22 +31,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--policy", metavar="CHECKPOINT",
                      help="trained policy: policy.pt, a run's policy/ folder or an RLlib checkpoint")
-    how.add_argument("--fixed", metavar="T,ALPHA,BETA", help="the same steps and guidance curve for every clip")
+    how.add_argument("--fixed", metavar="T,ALPHA,BETA | T,const:W",
+                     help="the same steps and guidance for every clip: a curve (alpha, beta) or a constant w "
+                          "(TI2V-Zero: 10,const:9)")
     parser.add_argument("--out", default=None, help="output folder (default: <run_dir>/generated)")
     parser.add_argument("--per-prompt", type=int, default=1, metavar="K",
                         help="videos per prompt, seeds seed..seed+K-1 (default 1)")
     parser.add_argument("--score", action="store_true", help="score every clip with the reward suite")
 
 
-def parse_fixed(text: str) -> tuple[int, float, float]:
+def parse_fixed(text: str) -> tuple[int, float | None, float | None, float | None]:
+    """`T,ALPHA,BETA` -> (T, alpha, beta, None); `T,const:W` -> (T, None, None, w)."""
     parts = text.split(",")
+    if len(parts) == 2 and parts[1].strip().startswith("const:"):
+        try:
+            steps, w = int(parts[0]), float(parts[1].strip()[len("const:"):])
+        except ValueError:
+            raise GenerateError(f"--fixed {text!r}: expected T,const:W such as 10,const:9") from None
+        if steps < 1 or not np.isfinite(w) or w < 0:
+            raise GenerateError(f"--fixed {text!r}: expected T >= 1 and a constant guidance W >= 0")
+        return steps, None, None, w
     try:
         steps, alpha, beta = int(parts[0]), float(parts[1]), float(parts[2])
     except (ValueError, IndexError):
-        raise GenerateError(f"--fixed {text!r}: expected T,ALPHA,BETA such as 10,2,1.5") from None
+        raise GenerateError(f"--fixed {text!r}: expected T,ALPHA,BETA such as 10,2,1.5 or T,const:W such as "
+                            f"10,const:9") from None
     if len(parts) != 3 or steps < 1 or alpha <= 0 or beta <= 0:
         raise GenerateError(f"--fixed {text!r}: expected three values, T >= 1, alpha > 0, beta > 0")
-    return steps, alpha, beta
+    return steps, alpha, beta, None
 
 
 def clip_id(prompt_id: str, index: int) -> str:
@@ -61,10 +74,12 @@ def choose_actions(cfg, generator, prompts_path: Path, out: Path, policy_path=No
         from argen_ray.ard.states import read_prompt_rows, resolve_image
         from argen_ray.data.video import read_image
 
-        steps, alpha, beta = parse_fixed(fixed)
+        steps, alpha, beta, constant = parse_fixed(fixed)
         rows = read_prompt_rows(prompts_path)
         images = [read_image(resolve_image(row, prompts_path)) for row in rows]
         space = ActionSpace.from_config(cfg.generator)
+        if constant is not None:  # not a curve: no action index
+            return rows, images, [(None, steps, None, None, space.constant(steps, constant).guidance)] * len(rows), None
         try:
             action = space.encode(steps, alpha, beta).tolist()
         except ArgenError:
@@ -160,7 +175,7 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
                           "nfe": int(result.nfe), "backend": cfg.generator.backend, "model_id": result.model_id,
                           "policy": policy, "timings": {k: round(v, 4) for k, v in result.timings.items()}}
                 if scorer is not None:
-                    record["rewards"] = scorer.score(result.frames, request.image, request.steps)
+                    record["rewards"] = scorer.score(result.frames, request.image, request.steps, request.aus)
                 store.append(record)
                 bar.update(1)
     if hasattr(generator, "shutdown"):

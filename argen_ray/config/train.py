@@ -33,6 +33,9 @@ class TrainConfig(Section):
     learner_num_gpus: float = Field(0.0, ge=0)
     eval_states: int = Field(16, ge=0)     # held-out states: argmax policy vs random policy
     max_states: int | None = Field(None, ge=1)  # cap on the states used (None: every prompt)
+    # Frames of each RL candidate video, the reference included (DESIGN 2.5: "a short video is
+    # generated for each candidate"); full-length videos only for the final generation.
+    candidate_frames: int = 8
     # A generation or scoring call that failed because its actor (or node) died is retried this
     # often, backing off 1, 2, 4, 8, 8 s; an actor still restarting is waited for actor_timeout_s.
     actor_retries: int = Field(5, ge=0)
