@@ -166,3 +166,15 @@ def test_bad_inputs_are_named(pipe, face, change, message):
     with pytest.raises(TI2VInputError) as err:
         pipe(**kw)
     assert message in str(err.value)
+
+
+def test_nfe_counts_windows_steps_resample_passes_and_cfg():
+    from argen_ray.ard.ti2v import ti2v_nfe
+
+    # TI2V-Zero's face setting: 15 new frames (one per window), T = 10, r = 4 resample passes at every
+    # step but the last, CFG x2: 15 * (10 + 4 * 9) * 2.
+    assert ti2v_nfe(15, steps=10, resample=4) == 1380
+    # A short RL candidate of 8 frames (7 new) at T = 5, r = 0: 7 * 5 * 2.
+    assert ti2v_nfe(7, steps=5, resample=0) == 70
+    # Without CFG a step is one sample; with 4 new frames per window, 15 new frames take 4 windows.
+    assert ti2v_nfe(15, steps=10, resample=0, condition_frames=12, guided=False) == 40

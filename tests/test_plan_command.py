@@ -28,16 +28,17 @@ def test_training_plans_short_candidates(preset_plan):
     cfg, stages, _ = preset_plan
     train = stages["train"]
     # 2000 iterations x 32 states x G=4; 8-frame candidates = 7 windows; mean T over {5..25} = 15;
-    # r = 4 -> 5 passes; CFG x2: 7 * 15 * 5 * 2 = 1050 (a 16-frame candidate would be 2250).
+    # r = 4 passes at every step but the last (DESIGN 2.2, TI2V-Zero): T + 4 (T - 1) evaluations per
+    # window; CFG x2: 7 * (15 + 56) * 2 = 994 (a 16-frame candidate would be 2130).
     assert cfg.train.candidate_frames == 8
     assert "256,000 candidates of 8 frames" in train.items
-    assert train.nfe_per_video == {"min": 350, "mean": 1050, "max": 1750}
-    evals = 256_000 * 1050
+    assert train.nfe_per_video == {"min": 294, "mean": 994, "max": 1694}
+    evals = 256_000 * 994
     assert evals * train.unet_tflops_per_eval * 1e12 <= train.flops <= 1.05 * evals * train.unet_tflops_per_eval * 1e12
     # The full ModelScope UNet on a 16-frame 32x32 latent window: ~4.9 TFLOP per sample (meta count).
     assert 4.0 < train.unet_tflops_per_eval < 6.0
     generate = stages["generate"]
-    assert generate.nfe_per_video["max"] == 15 * 25 * 5 * 2
+    assert generate.nfe_per_video["max"] == 15 * (25 + 4 * 24) * 2
 
 
 def test_gpu_hours_follow_the_stated_throughput(preset_plan):

@@ -194,15 +194,6 @@ def t2v_costs(configs: dict[str, dict], dtype: str, samples: int, frames: int, h
     return ({k: ForwardCost(*v) for k, v in costs.items()}, {k: ModelSize(*v) for k, v in sizes.items()})
 
 
-def nfe_per_video(new_frames: int, window: int, steps: float, resample: int, condition_frames: int | None = None,
-                  cfg: bool = True) -> float:
-    """UNet sample-evaluations of one video (DESIGN 2.2); K = window - 1 condition frames by default,
-    so each window adds one frame."""
-    k = window - 1 if condition_frames is None else condition_frames
-    windows = math.ceil(new_frames / (window - k))
-    return windows * steps * (resample + 1) * (2 if cfg else 1)
-
-
 # --- the VLM ------------------------------------------------------------------------------------
 
 def vlm_config(model: str) -> dict:

@@ -113,7 +113,8 @@ def _mean(values) -> float:
 
 def plan_generation_stages(cfg, gpu: GPUSpec) -> tuple[list[StagePlan], ActorMemory | None]:
     """Policy training (short candidates) and final generation on the TI2V generator."""
-    from argen_ray.ard.compute import nfe_per_video, t2v_component_configs, t2v_costs
+    from argen_ray.ard.compute import t2v_component_configs, t2v_costs
+    from argen_ray.ard.ti2v import ti2v_nfe
 
     g, t, r = cfg.generator, cfg.train, cfg.reward
     if g.backend != "ti2v":
@@ -127,7 +128,7 @@ def plan_generation_stages(cfg, gpu: GPUSpec) -> tuple[list[StagePlan], ActorMem
 
     def nfe(frames: int) -> dict:
         new = frames - 1
-        return {k: nfe_per_video(new, g.window, s, g.resample)
+        return {k: ti2v_nfe(new, s, g.resample, window=g.window)
                 for k, s in (("min", min(steps)), ("mean", _mean(steps)), ("max", max(steps)))}
 
     def video_flops(frames: int, evals: float) -> float:

@@ -12,9 +12,6 @@ from argen_ray.config.base import Section
 class TrainConfig(Section):
     iterations: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)      # B states (groups of G candidates) per update
-    # Frames of each policy-training candidate, the reference included (DESIGN 2.5: "a short video
-    # is generated for each candidate"); full-length videos only in the generation stage.
-    candidate_frames: int = 8
     lr: float = Field(3e-3, gt=0)          # Adam
     group_baseline: bool = False           # subtract the group mean of the group rewards
     entropy_coeff: float = Field(0.01, ge=0)
