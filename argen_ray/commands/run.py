@@ -72,8 +72,10 @@ class EndToEndRun:
 
         out = summarize_dataset(self.cfg, self.dataset)
         # The real training clips' timing, head motion and noise, which the warp generator draws from.
-        dynamics = write_dynamics(measure_dataset_dynamics(self.dataset, progress=self.progress),
-                                  self.cfg.generator.warp.dynamics)
+        measured = measure_dataset_dynamics(self.dataset, progress=self.progress)
+        dynamics = write_dynamics(measured, self.cfg.generator.warp.dynamics)
+        print(f"[argen-ray] clip dynamics of {measured['measured']} training clips ({len(measured['skipped'])} "
+              f"without a face in frame 0) -> {dynamics}")
         return {"summary": str(out / "summary.json"), "plot": str(out / "class_counts.png"),
                 "dynamics": str(dynamics)}
 
