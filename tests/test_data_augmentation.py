@@ -21,9 +21,9 @@ def test_scarce_classes_fill_up_to_the_median_of_the_others():
 def test_gamma_scales_the_target_and_never_removes_clips():
     assert augmentation_amounts(COUNTS, SCARCE, gamma=0.5).amounts == {"surprise": 1, "disgust": 8, "fear": 6}
     assert augmentation_amounts(COUNTS, SCARCE, gamma=0.25).amounts == {"surprise": 0, "disgust": 4, "fear": 2}
-    # ceil(0.1 * 30) is 3, although 0.1 * 30 is 3.0000000000000004 in floating point: m = 30 here.
-    counts = {"happy": 30, "sad": 30, "fear": 0}
-    assert augmentation_amounts(counts, ["fear"], gamma=0.1).amounts == {"fear": 3}
+    # ceil(0.14 * 50) is 7, although 0.14 * 50 is 7.000000000000001 in floating point: m = 50 here.
+    counts = {"happy": 50, "sad": 50, "fear": 0}
+    assert augmentation_amounts(counts, ["fear"], gamma=0.14).amounts == {"fear": 7}
 
 
 def test_explicit_per_class_counts_override():
