@@ -148,6 +148,35 @@ def _generation_section(report: Report, manifest: Path, per_class: int = 4) -> N
                         f"β={r['beta']}: {r['prompt'][:90]}") for r in shown])
 
 
+def _augmentation_section(report: Report, aug: dict) -> None:
+    report.heading("Augmentation amounts")
+    capped = f" Capped from {aug['capped_from']} so generated clips never outnumber real ones." if aug["capped_from"] else ""
+    report.paragraph(f"Per scarce class g_c = max(0, ceil(gamma*m) - n_c) with gamma = {aug['gamma']}, m = "
+                     f"{aug['median_non_scarce']:g} (median training count of the non-scarce classes); explicit "
+                     f"counts for {', '.join(aug['overridden']) or 'no class'}.{capped} Share = the class's part of "
+                     "the augmented training set.")
+    report.table(["class", "real (train)", "generated", "share of training set"],
+                 [[r["class"], r["real"], r["generated"], f"{r['share']:.1%}"] for r in aug["table_generated"]])
+
+
+def _validity_section(report: Report, val: dict) -> None:
+    report.heading("Generated-clip validity")
+    rows = []
+    for k, e in val["classes"].items():
+        rows.append([k, e["generated_clips"], e["real_clips"], _fmt(e["generated_apex_displacement"]),
+                     _fmt(e["real_apex_displacement"]), _fmt(e["motion_ratio"]), _fmt(e.get("fvd")),
+                     _fmt((e.get("separability") or {}).get("auc"))])
+    report.table(["class", "generated", "real (train)", "apex displacement gen", "apex displacement real",
+                  "motion ratio", "FVD (class vs class)", "separability AUC"], rows)
+    sep = val["separability"]
+    report.paragraph(f"Motion ratio: median apex landmark displacement from frame 0 (IOD units, head pose removed), "
+                     f"generated / real; both measured with {val['landmarks']}. Separability: ROC AUC of a "
+                     f"cross-validated logistic regression on motion and texture statistics telling generated from "
+                     f"real clips (0.5 = indistinguishable); pooled over classes {_fmt(sep.get('auc'))}"
+                     + (f", strongest features {sep['top_features']}" if sep.get("top_features") else "") + ".",
+                     note=True)
+
+
 def _metrics_section(report: Report, gen: dict) -> None:
     report.heading("Generation metrics")
     report.table(["metric", "value", "groups scored", "groups skipped"], [
@@ -224,5 +253,9 @@ def write_run_report(cfg, state: dict) -> Path:
     report.images([(train["reward_curve"], f"reward per iteration ({train['iterations']} iterations)")])
 
     _generation_section(report, Path(result("generate")["manifest"]))
+    if result("generate").get("augmentation"):
+        _augmentation_section(report, _load(result("generate")["augmentation"]))
+    if result("generate").get("validity"):
+        _validity_section(report, _load(result("generate")["validity"]))
     _metrics_section(report, _load(result("metrics")["results"]))
     return report.write()

@@ -91,10 +91,16 @@ def test_surprise_clip_raises_target_aus_keeps_face_and_identity(request, genera
 def test_fear_and_disgust_move_their_prototype_aus(generator, feat_neutral, emotion, au):
     from argen_ray.asi.au import get_au_estimator
 
-    result = generator.generate([GenerationRequest(image=feat_neutral, prompt="", steps=5, guidance=W_MAX,
-                                                   emotion=emotion)])[0]
-    reading = get_au_estimator("landmark").estimate(result.frames[[0, -1]])
-    assert reading.relative(0)[-1, reading.names.index(au)] > 0.8
+    # The seed draws each AU's intensity inside its prompt band (0.5: "moderately", 0.33-0.66), so
+    # three seeds span weaker and stronger versions of the prototype.
+    results = generator.generate([GenerationRequest(image=feat_neutral, prompt="", steps=5, guidance=W_MAX,
+                                                    emotion=emotion, seed=seed) for seed in range(3)])
+    estimator = get_au_estimator("landmark")
+    readings = []
+    for result in results:
+        reading = estimator.estimate(result.frames[[0, -1]])
+        readings.append(reading.relative(0)[-1, reading.names.index(au)])
+    assert min(readings) > 0.4 and np.median(readings) > 0.8, readings
 
 
 def test_guidance_curve_becomes_the_intensity_schedule(generator, astronaut):

@@ -135,3 +135,17 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys, extra, message):
     code = main(["generate", "--set", f"run_dir={tmp_path}", *TI2V, *extra])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_augmentation_amounts_decide_the_clips_per_class(tmp_path):
+    # DESIGN 2.5: amounts[c] clips for class c, spread over its prompts, each with its own seed.
+    from argen_ray.commands.generate import generate_clips
+    from argen_ray.config import load_config
+
+    prompts = _prompts(tmp_path, n=3)
+    cfg = load_config(None, [f"run_dir={tmp_path / 'run'}", "generator.backend=ti2v", "generator.model=tiny",
+                             "generator.num_frames=3"])
+    manifest = generate_clips(cfg, prompts, fixed="2,1,1", amounts={"surprise": 3, "fear": 1, "disgust": 0})
+    rows = read_jsonl(manifest)
+    assert sorted(r["clip_id"] for r in rows) == ["id0_surprise_0", "id0_surprise_1", "id0_surprise_2", "id1_fear_0"]
+    assert sorted(r["seed"] for r in rows if r["emotion"] == "surprise") == [0, 1, 2]

@@ -16,7 +16,7 @@ SMALL = ["data.demo.num_identities=5", "data.demo.clips_per_identity=3", "data.d
          "asi.identity.size_min=32", "ray.num_cpus=4", "reward.num_scorers=1", "generator.num_frames=8",
          "train.progress=false", "train.iterations=2", "train.batch_size=4", "train.eval_states=2",
          "recognition.epochs=1", "recognition.num_segments=2", "recognition.image_size=32", "recognition.hidden=16",
-         "recognition.clips_per_scarce_class=2", "recognition.diversity_image_size=32", "recognition.diversity_frames=2"]
+         "recognition.augment.per_class={surprise: 2, disgust: 2, fear: 2}", "recognition.diversity_image_size=32", "recognition.diversity_frames=2"]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,11 @@ def test_report_shows_scarce_class_recall_before_and_after_augmentation(finished
     generation = json.loads((run_dir / "metrics" / "generation.json").read_text())
     assert generation["fvd"] >= 0 and generation["num_generated"] == results["per_fold"][0]["num_generated"]
     assert "report:" in done.stdout
+    # Augmentation amounts (DESIGN 2.5) and the generated clips' validity are in the report.
+    augmentation = json.loads((run_dir / "generated" / "augmentation.json").read_text())
+    assert augmentation["amounts"] == {"surprise": 2, "disgust": 2, "fear": 2}
+    assert "Augmentation amounts" in page and "Generated-clip validity" in page
+    assert (run_dir / "metrics" / "validity.json").is_file() and (run_dir / "data" / "dynamics.json").is_file()
 
 
 def test_one_mlflow_parent_run_holds_the_training_run(finished_run):

@@ -29,12 +29,15 @@ NUM_FRAMES = 16
 
 
 def mean_intensity(probs_alpha: np.ndarray, probs_beta: np.ndarray, w_min: float, w_max: float) -> float:
-    """Expected mean of the warp's intensity schedule under the factorised alpha/beta heads."""
+    """Expected mean of the warp's expression schedule under the factorised alpha/beta heads (no
+    measured dynamics in this run: the curve's running maximum over the clip)."""
     from argen_ray.ard.guidance import guidance_curve
     from argen_ray.ard.warp import intensity_schedule
+    from argen_ray.ard.warp_variation import expression_schedule
 
     n = NUM_FRAMES - 1
-    table = np.array([[intensity_schedule(guidance_curve(n, a, b, w_min, w_max), n, w_min, w_max).mean()
+    table = np.array([[expression_schedule(intensity_schedule(guidance_curve(n, a, b, w_min, w_max), n, w_min,
+                                                              w_max)).mean()
                        for b in SHAPES] for a in SHAPES])
     return float(np.einsum("sa,sb,ab->s", probs_alpha, probs_beta, table).mean())
 

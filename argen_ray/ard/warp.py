@@ -17,18 +17,22 @@ identity image alone, behind the same interface as the TI2V generator (`Generato
 
 The three policy action heads, mapped honestly (docs/warp.md):
 
-- guidance curve w_n (n = 1..N, from `guidance_curve`) -> per-frame intensity schedule
-  `s_n = clip((w_n - w_min) / (w_max - w_min), 0, 1)`; frame n shows the target AUs at
-  `s_n` times their intensity. The Beta curve's shape (alpha, beta) decides when the
-  expression builds up and how long it is held: a flat curve (alpha = beta = 1) is the apex
-  from frame 1 on; alpha = 3, beta = 1 ramps up towards the last frame. A constant guidance
-  value gives a constant schedule.
+- guidance curve w_n (n = 1..N, from `guidance_curve`) -> per-frame fractions
+  `c_n = clip((w_n - w_min) / (w_max - w_min), 0, 1)` -> the expression schedule of
+  `warp_variation.expression_schedule`: onset -> apex -> hold, as real clips of the class do
+  (the curve's running maximum floored at the measured hold level, times a rise whose onset and
+  apex come from a real training clip). Frame n shows the target AUs at that level. The Beta
+  curve's shape decides when the apex is reached (a flat curve: as soon as the rise allows; a
+  bell: mid-clip; alpha = 3, beta = 1: at the last frame) and the mean level.
 - steps T -> the number of keyframes actually solved, `K = min(T, N)`, evenly spaced over the
   N new frames (the last frame is always one). Frames between keyframes are cross-faded from
   their two neighbouring keyframes (the reference counts as keyframe 0): a dissolve, not a
   movement, so fewer keyframes are cheaper but ghost and follow the schedule only at the
   keyframes. `nfe` = K: the backend's cost unit, in the role of UNet evaluations.
-- the seed: the warp is deterministic; the seed is carried for traceability only.
+- the seed (`warp_variation.draw_variation`): which real clip of the class lends its timing, head
+  path and sensor noise (`generator.warp.dynamics`, measured by `argen_ray.data.dynamics`), and
+  each AU's amplitude inside the prompt's intensity band. K seeds give K distinct clips; the same
+  seed gives the same clip.
 
 Target AUs: `request.aus` (prompts.jsonl: 0-1 fractions of the maximum, times
 `generator.warp.au_scale` onto OpenFace's 0-5 scale); when empty, the emotion's prototype from
@@ -50,6 +54,8 @@ from functools import lru_cache
 import numpy as np
 
 from argen_ray.ard.generator import GenerationRequest, GenerationResult, register_generator
+from argen_ray.ard.warp_variation import (ClipVariation, add_noise, class_profiles, draw_variation,
+                                          expression_schedule, move_head, variation_rng)
 from argen_ray.data.demo.au_model import (AUModelError, au_number, au_to_landmarks, check_intensities,
                                           face_frame, to_face_frame)
 from argen_ray.errors import ArgenError
@@ -68,6 +74,7 @@ RING_CENTRE = (0.0, 0.65)
 RING_AXES = (1.75, 1.6)
 RING_CLEARANCE = 0.75          # landmarks stay within this fraction of the ring (else it grows)
 CAVITY_DARKNESS = 0.3          # mouth-cavity colour = this times the mean lip colour
+OPENFACE_MAX = 5.0             # AU intensities run 0-5; prompts store 0-1 fractions of this
 INNER_MOUTH = list(range(60, 68))
 OUTER_MOUTH = list(range(48, 60))
 MODEL_ID = "argen-ray/warp-dlib68-facs"
@@ -237,9 +244,10 @@ class _Plan:
     request: GenerationRequest
     image: np.ndarray            # the reference, downscaled to warp.max_side
     points: np.ndarray           # its 68 landmarks
-    aus: dict[int, float]        # target intensities, OpenFace 0-5
+    aus: dict[int, float]        # target intensities, OpenFace 0-5 (this seed's draw inside the bands)
     schedule: np.ndarray         # (N,) fractions of the target per new frame
     landmarks_s: float
+    variation: ClipVariation     # what the seed chose (timing, head path, noise)
 
 
 @register_generator("warp")
@@ -253,6 +261,17 @@ class WarpGenerator:
         self.warp_cfg = cfg.warp
         self.model_id = MODEL_ID
         self._references: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.dynamics = self._read_dynamics(cfg.warp.dynamics)
+
+    @staticmethod
+    def _read_dynamics(path) -> dict | None:
+        """The measured real-clip dynamics, or None when they are not measured yet (a bare config,
+        or a run before its data stage): then clips are still, noiseless and start at frame 1."""
+        from pathlib import Path
+
+        from argen_ray.data.dynamics import read_dynamics
+
+        return read_dynamics(path) if path is not None and Path(path).is_file() else None
 
     # -- 1. inputs ----------------------------------------------------------------------------
     def plan(self, request: GenerationRequest) -> _Plan:
@@ -264,16 +283,21 @@ class WarpGenerator:
         if int(request.steps) < 1:
             raise WarpError(f"request {name!r}: steps={request.steps}; at least one keyframe must be solved")
         try:
-            schedule = intensity_schedule(request.guidance, int(num_frames) - 1, self.cfg.w_min, self.cfg.w_max)
+            curve = intensity_schedule(request.guidance, int(num_frames) - 1, self.cfg.w_min, self.cfg.w_max)
         except WarpError as exc:
             raise WarpError(f"request {name!r}: {exc}") from None
-        aus = self.target_aus(request)
+        fractions = {au: v / OPENFACE_MAX for au, v in self.target_aus(request).items()}
+        rng = variation_rng(request.seed, f"{request.prompt}|{request.emotion}")
+        variation = draw_variation(rng, class_profiles(self.dynamics, request.emotion), int(num_frames), fractions)
+        aus = {au: OPENFACE_MAX * v for au, v in variation.amplitudes.items()}
+        schedule = expression_schedule(curve, variation.onset, variation.apex, variation.hold)
         t0 = time.perf_counter()
         image, points = self.prepare_reference(request.image, f"request {name!r}")
-        return _Plan(request, image, points, aus, schedule, time.perf_counter() - t0)
+        return _Plan(request, image, points, aus, schedule, time.perf_counter() - t0, variation)
 
     def target_aus(self, request: GenerationRequest) -> dict[int, float]:
-        """Target AU intensities on OpenFace's 0-5 scale, stand-ins applied."""
+        """The request's target AU intensities on OpenFace's 0-5 scale, stand-ins applied (before
+        the seed's draw inside each intensity band)."""
         name = request.request_id or "<unnamed>"
         if not request.aus and not request.emotion:
             raise WarpError(f"request {name!r}: neither target AUs nor an emotion to take the prototype AUs from")
@@ -347,10 +371,24 @@ class WarpGenerator:
                 u = (n - a) / (b - a)
                 frames[n] = np.round((1 - u) * start + u * end).astype(np.uint8)
         t2 = time.perf_counter()
+        self._move_and_add_noise(frames, plan)
         return GenerationResult(frames=frames, nfe=len(positions),
                                 timings={"landmarks_s": plan.landmarks_s, "keyframes_s": t1 - t0,
-                                         "interpolate_s": t2 - t1},
+                                         "interpolate_s": t2 - t1, "motion_noise_s": time.perf_counter() - t2},
                                 model_id=self.model_id, request_id=plan.request.request_id)
+
+    @staticmethod
+    def _move_and_add_noise(frames: np.ndarray, plan: _Plan) -> None:
+        """Frames 1..N in place: the drawn real clip's head path, then sensor noise up to its level
+        (the reference, frame 0, stays as it is)."""
+        v = plan.variation
+        if v.pose is None and v.noise <= 0:
+            return
+        origin, _, _, iod = face_frame(plan.points)
+        rng = variation_rng(plan.request.seed, f"noise|{plan.request.prompt}|{plan.request.emotion}")
+        for n in range(1, len(frames)):
+            frame = frames[n] if v.pose is None else move_head(frames[n], v.pose[n], origin, iod)
+            frames[n] = add_noise(frame, v.noise, rng)
 
     # -- 3. policy state ----------------------------------------------------------------------
     def encode_state(self, prompts: list[str], images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -35,8 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="the same steps and guidance for every clip: a curve (alpha, beta) or a constant w "
                           "(TI2V-Zero: 10,const:9)")
     parser.add_argument("--out", default=None, help="output folder (default: <run_dir>/generated)")
-    parser.add_argument("--per-prompt", type=int, default=1, metavar="K",
-                        help="videos per prompt, seeds seed..seed+K-1 (default 1)")
+    count = parser.add_mutually_exclusive_group()
+    count.add_argument("--per-prompt", type=int, default=1, metavar="K",
+                       help="videos per prompt, seeds seed..seed+K-1 (default 1)")
+    count.add_argument("--augment", action="store_true",
+                       help="as many clips per scarce class as recognition.augment asks for the dataset's training "
+                            "counts (DESIGN 2.5), spread over the class's prompts; writes augmentation.json")
     parser.add_argument("--score", action="store_true", help="score every clip with the reward suite")
 
 
@@ -102,6 +106,33 @@ def choose_actions(cfg, generator, prompts_path: Path, out: Path, policy_path=No
     return states.rows, states.images, chosen, str(policy_path)
 
 
+def augmentation_plan(cfg, dataset=None):
+    """Generated clips per scarce class for this config's dataset (training split of data.fold)."""
+    from collections import Counter
+
+    from argen_ray.data import open_dataset
+    from argen_ray.data.augmentation import augmentation_amounts
+    from argen_ray.data.labels import EMOTIONS
+    from argen_ray.data.scarce import configured_scarce_classes
+
+    dataset = dataset if dataset is not None else open_dataset(cfg)
+    counts = Counter(dataset.training_labels())
+    scarce = [EMOTIONS[i] for i in configured_scarce_classes(cfg, dataset)]
+    return augmentation_amounts({e: counts.get(i, 0) for i, e in enumerate(EMOTIONS)}, scarce,
+                                cfg.recognition.augment.gamma, cfg.recognition.augment.per_class)
+
+
+def write_augmentation(plan, manifest: Path) -> Path:
+    """`augmentation.json` next to the manifest: the plan and what the manifest holds per class."""
+    from collections import Counter
+
+    from argen_ray.io import atomic_write_json, read_jsonl
+
+    made = Counter(r.get("emotion") for r in read_jsonl(manifest))
+    return atomic_write_json(manifest.parent / "augmentation.json",
+                             plan.as_dict() | {"generated": dict(made), "table_generated": plan.table(made)})
+
+
 def open_generator(cfg):
     """The backend in this process, or the named actor pool (`generator.use_ray`)."""
     if not cfg.generator.use_ray:
@@ -116,9 +147,11 @@ def open_generator(cfg):
 
 
 def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path | None = None, policy=None,
-                   fixed: str | None = None, per_prompt: int = 1, score: bool = False) -> Path:
-    """Generate `per_prompt` clips per prompts.jsonl row with a policy's or fixed actions; returns
-    the manifest path. Finished clips (manifest line and video present) are skipped."""
+                   fixed: str | None = None, per_prompt: int = 1, score: bool = False,
+                   amounts: dict[str, int] | None = None) -> Path:
+    """Generate `per_prompt` clips per prompts.jsonl row (or, with `amounts`, amounts[emotion]
+    clips per class spread over its rows) with a policy's or fixed actions; returns the manifest
+    path. Clip k of a row uses seed row_seed + k. Finished clips are skipped."""
     from tqdm.auto import tqdm
 
     from argen_ray.ard.generator import GenerationRequest
@@ -144,9 +177,15 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
         scorer = RewardScorer(cfg.reward, max(max(cfg.generator.action_space.steps), *(c[1] for c in chosen)))
 
     store = JsonlStore(out / "manifest.jsonl", key="clip_id")
+    if amounts is not None:
+        from argen_ray.data.augmentation import clips_per_row
+
+        counts = clips_per_row([row.get("emotion") for row in rows], amounts)
+    else:
+        counts = [per_prompt] * len(rows)
     todo = []
-    for row, image, (action, steps, alpha, beta, curve) in zip(rows, images, chosen):
-        for k in range(per_prompt):
+    for row, image, (action, steps, alpha, beta, curve), count in zip(rows, images, chosen, counts):
+        for k in range(count):
             cid = clip_id(row["prompt_id"], k)
             if cid in store and (out / f"{cid}.mp4").is_file():
                 continue
@@ -155,7 +194,7 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
                 image=image, prompt=row["prompt"], steps=steps, guidance=curve, seed=seed,
                 emotion=row.get("emotion"), aus=row.get("aus") or {}, request_id=cid),
                 {"action": action, "steps": steps, "alpha": alpha, "beta": beta}))
-    done = len(rows) * per_prompt - len(todo)
+    done = sum(counts) - len(todo)
     if done:
         print(f"[argen-ray] {done} clips already in {out / 'manifest.jsonl'}: skipped")
     chunk = cfg.generator.max_batch * parallel
@@ -188,6 +227,9 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, preflight=("generate",))
-    generate_clips(cfg, args.prompts, args.out, policy=args.policy, fixed=args.fixed,
-                   per_prompt=args.per_prompt, score=args.score)
+    plan = augmentation_plan(cfg) if args.augment else None
+    manifest = generate_clips(cfg, args.prompts, args.out, policy=args.policy, fixed=args.fixed,
+                              per_prompt=args.per_prompt, score=args.score, amounts=plan and plan.amounts)
+    if plan is not None:
+        write_augmentation(plan, manifest)
     return 0

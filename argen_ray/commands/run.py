@@ -9,7 +9,6 @@ partial work), `--from STAGE` redoes a stage and the ones after it.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -69,8 +68,16 @@ class EndToEndRun:
     def stage_data(self) -> dict:
         from argen_ray.commands.data_summary import summarize_dataset
 
+        from argen_ray.data.dynamics import measure_dataset_dynamics, write_dynamics
+
         out = summarize_dataset(self.cfg, self.dataset)
-        return {"summary": str(out / "summary.json"), "plot": str(out / "class_counts.png")}
+        # The real training clips' timing, head motion and noise, which the warp generator draws from.
+        measured = measure_dataset_dynamics(self.dataset, progress=self.progress)
+        dynamics = write_dynamics(measured, self.cfg.generator.warp.dynamics)
+        print(f"[argen-ray] clip dynamics of {measured['measured']} training clips ({len(measured['skipped'])} "
+              f"without a face in frame 0) -> {dynamics}")
+        return {"summary": str(out / "summary.json"), "plot": str(out / "class_counts.png"),
+                "dynamics": str(dynamics)}
 
     def stage_prompts(self) -> dict:
         from argen_ray.commands.prompts import run_prompt_stage
@@ -92,12 +99,18 @@ class EndToEndRun:
                 "final": summary.history[-1] if summary.history else None}
 
     def stage_generate(self) -> dict:
-        from argen_ray.commands.generate import generate_clips
+        from argen_ray.commands.generate import augmentation_plan, generate_clips, write_augmentation
+        from argen_ray.metrics.validity import validity_lines, validity_metrics
+        from argen_ray.recognition.clips import read_generated_clips
 
-        prompts = self.result("prompts")
-        per_prompt = math.ceil(self.cfg.recognition.clips_per_scarce_class / max(prompts["identities"], 1))
-        manifest = generate_clips(self.cfg, policy=self.result("train")["policy"], per_prompt=per_prompt)
-        return {"manifest": str(manifest), "per_prompt": per_prompt}
+        plan = augmentation_plan(self.cfg, self.dataset)
+        manifest = generate_clips(self.cfg, policy=self.result("train")["policy"], amounts=plan.amounts)
+        augmentation = write_augmentation(plan, manifest)
+        validity = validity_metrics(self.cfg, self.dataset, read_generated_clips(manifest), progress=self.progress)
+        for line in validity_lines(validity):
+            print(f"[argen-ray] validity: {line}")
+        return {"manifest": str(manifest), "augmentation": str(augmentation),
+                "validity": str(self.cfg.path("metrics", "validity.json"))}
 
     def stage_recognition(self) -> dict:
         from argen_ray.recognition.protocols import run_protocol

@@ -1,6 +1,7 @@
 """Generator section: TI2V diffusion or the CPU warp backend, action sets, guidance (DESIGN 2.2)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -36,6 +37,9 @@ class WarpConfig(Section):
     # Request AU intensities times au_scale = OpenFace 0-5 (prompts.jsonl stores 0-1 fractions).
     au_scale: float = Field(5.0, gt=0)
     text_encoder: str = "all-MiniLM-L6-v2"    # state text embedding: packaged MiniLM or a local folder
+    # Real clips' measured dynamics (argen_ray.data.dynamics): timing, head path and noise the seed
+    # draws from. null: <run_dir>/data/dynamics.json (written by the run's data stage).
+    dynamics: Path | None = None
 
 
 class GeneratorConfig(Section):

@@ -11,6 +11,23 @@ from pydantic import Field, field_validator, model_validator
 from argen_ray.config.base import Section
 
 
+class AugmentConfig(Section):
+    # m = median training count of the non-scarce classes; each scarce class is filled up to gamma*m.
+    gamma: float = Field(default=1.0, ge=0)
+    # Explicit generated-clip counts per scarce class (class name -> count) override gamma.
+    per_class: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("per_class")
+    @classmethod
+    def _known_classes(cls, value: dict[str, int]) -> dict[str, int]:
+        from argen_ray.data.labels import EMOTIONS
+
+        bad = {k: v for k, v in value.items() if k not in EMOTIONS or v < 0}
+        if bad:
+            raise ValueError(f"per_class needs class names from {', '.join(EMOTIONS)} and counts >= 0, got {bad}")
+        return value
+
+
 class RecognitionConfig(Section):
     # Baselines to train: Res18_LSTM, Res18_Transformer, VGG13_LSTM, VGG13_Transformer.
     models: list[str] = Field(default_factory=lambda: ["Res18_LSTM"])
@@ -42,7 +59,8 @@ class RecognitionConfig(Section):
     zero_shot_from: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(default=0, ge=0)   # DataLoader worker processes
-    clips_per_scarce_class: int = 12            # generated clips added per scarce class
+    # How many generated clips each scarce class gets (DESIGN 2.5): g_c = max(0, ceil(gamma*m) - n_c).
+    augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig())
     # Generation metrics: FVD groups smaller than this (either side) are skipped and reported;
     # diversity compares this many frames per clip at this size.
     fvd_min_group_size: int = Field(default=2, ge=2)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from argen_ray.config.asi import ASIConfig
 from argen_ray.config.base import Section
@@ -37,6 +37,13 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
+
+    @model_validator(mode="after")
+    def _run_dynamics(self) -> "Config":
+        # The warp generator draws timing, head motion and noise from the run's measured real clips.
+        if self.generator.warp.dynamics is None:
+            self.generator.warp.dynamics = self.path("data", "dynamics.json")
+        return self
 
     def path(self, *parts: str) -> Path:
         """A path inside the run directory."""

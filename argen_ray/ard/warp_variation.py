@@ -1,0 +1,176 @@
+"""What makes one warp clip move like a real clip of its class, and differ from its siblings.
+
+The warp backend (`argen_ray/ard/warp.py`) turns the policy's guidance curve into an expression
+schedule and renders it; this module holds the two things around that, both pure numpy:
+
+- `expression_schedule`: curve -> onset -> apex -> hold. The curve's running maximum, floored at
+  `hold` times the peak reached so far (real clips hold their apex: measured `hold` ~ 1 on the demo
+  data; a dataset whose expressions relax has a lower one), spread over the build-up and times a
+  smoothstep rise whose 10 % and 90 % points sit on the onset and apex frames of a real clip of
+  the class; after the build-up the level is held.
+- `ClipVariation` / `draw_variation`: what the seed decides. One real training clip of the class
+  (`<run_dir>/data/dynamics.json`, `argen_ray.data.dynamics`) lends its timing (onset, apex,
+  hold, jittered by up to half a frame), its head path (eye-centre shift, scale, roll relative to
+  frame 0, resampled to the clip length and mirrored left-right with probability 1/2) and its
+  sensor-noise level; each target AU's intensity is drawn uniformly inside the prompt's intensity
+  band (the ASI adverbs: < 0.33 slightly, < 0.66 moderately, else strongly).
+
+Without measured dynamics (a bare `GeneratorConfig`, the unit tests) the curve's running maximum
+spans the clip, with no head motion and no added noise; the seed still varies the AU amplitudes
+and, with it, the clip.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+# smoothstep(x) = 3x^2 - 2x^3 reaches 10 % at x = S10 and 90 % at x = S90.
+S10, S90 = 0.19580, 0.80420
+TIMING_JITTER = 0.5  # frames
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def expression_schedule(curve: np.ndarray, onset: float | None = None, apex: float | None = None,
+                        hold: float = 1.0) -> np.ndarray:
+    """(N,) expression level of new frames 1..N from the curve's per-frame fractions `curve`.
+
+    The envelope is the curve's running maximum floored at `hold` times it (`hold` = 1: an
+    expression, once shown, is held). With a real clip's timing (`onset` / `apex`: clip frame
+    positions where its rise reaches 10 % / 90 %), the curve's N points are spread over the
+    build-up, which ends where a smoothstep rise through those two points completes; the rise
+    multiplies the envelope and the level stays at the envelope's end value afterwards. Without
+    timing the envelope is laid over the whole clip as it is.
+    """
+    c = np.clip(np.asarray(curve, np.float64), 0.0, 1.0)
+    envelope = np.maximum(c, float(np.clip(hold, 0.0, 1.0)) * np.maximum.accumulate(c))
+    if apex is None or onset is None:
+        return envelope
+    length = max((apex - onset) / (S90 - S10), 0.5)
+    start = onset - S10 * length
+    frames = np.arange(1, len(c) + 1)
+    grid = (np.arange(len(c)) + 0.5) / len(c)        # the curve's u_n (DESIGN 2.2)
+    u = np.clip(frames / (start + length), 0.0, 1.0)  # build-up time: 1 once the rise is complete
+    return smoothstep((frames - start) / length) * np.interp(u, grid, envelope)
+
+
+def intensity_band(fraction: float, edges=None) -> tuple[float, float]:
+    """The (low, high) 0-1 band of the ASI adverb that names `fraction`."""
+    if edges is None:
+        from argen_ray.asi.knowledge import ADVERBS
+
+        edges = [t for t, _ in ADVERBS[:-1]]
+    low = 0.0
+    for edge in edges:
+        if fraction < edge:
+            return low, edge
+        low = edge
+    return low, 1.0
+
+
+@dataclass
+class ClipVariation:
+    """One clip's timing, head path, noise and AU amplitudes (clip frames 0..N)."""
+
+    onset: float | None = None         # None: no measured timing (the curve spans the clip)
+    apex: float | None = None
+    hold: float = 1.0
+    pose: np.ndarray | None = None     # (N + 1, 4): dx, dy (IOD units), log scale, roll (deg); None = still
+    noise: float = 0.0                 # target sensor-noise sigma (grey levels); 0 = add none
+    source: str | None = None          # the real clip whose dynamics were drawn
+    amplitudes: dict[int, float] | None = None
+
+    def as_dict(self) -> dict:
+        return {"onset": self.onset and round(self.onset, 3), "apex": self.apex and round(self.apex, 3),
+                "hold": round(self.hold, 3),
+                "noise": round(self.noise, 3), "dynamics_from": self.source,
+                "head_motion": None if self.pose is None else round(float(np.abs(self.pose[:, :2]).max()), 4)}
+
+
+def variation_rng(seed: int, key: str) -> np.random.Generator:
+    """The clip's random stream: its seed and a stable hash of the prompt (so prompts sharing a
+    seed still differ)."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(key.encode("utf-8"))])
+
+
+def draw_amplitudes(rng: np.random.Generator, fractions: dict[int, float]) -> dict[int, float]:
+    """Each AU's 0-1 intensity redrawn uniformly inside its adverb band."""
+    out = {}
+    for au, value in fractions.items():
+        low, high = intensity_band(min(max(float(value), 0.0), 1.0))
+        out[au] = float(rng.uniform(max(low, 1e-3), high))
+    return out
+
+
+def _resample(pose: np.ndarray, frames: int) -> np.ndarray:
+    src = np.linspace(0.0, 1.0, len(pose))
+    dst = np.linspace(0.0, 1.0, frames)
+    return np.stack([np.interp(dst, src, pose[:, k]) for k in range(pose.shape[1])], axis=1)
+
+
+def class_profiles(dynamics: dict | None, emotion: str | None) -> list[dict]:
+    """The measured clips to draw from: the class's, or every class's when it has none."""
+    if not dynamics:
+        return []
+    classes = dynamics.get("classes", {})
+    if emotion in classes and classes[emotion]["profiles"]:
+        return classes[emotion]["profiles"]
+    return [p for c in classes.values() for p in c["profiles"]]
+
+
+def draw_variation(rng: np.random.Generator, profiles: list[dict], num_frames: int,
+                   fractions: dict[int, float]) -> ClipVariation:
+    """A clip's variation: a real clip's timing, head path and noise (when `profiles`), and AU
+    amplitudes inside their bands; `fractions` are the target AUs as 0-1 fractions."""
+    amplitudes = draw_amplitudes(rng, fractions)
+    if not profiles:
+        return ClipVariation(amplitudes=amplitudes)
+    p = profiles[int(rng.integers(len(profiles)))]
+    last = num_frames - 1
+    jitter = rng.uniform(-TIMING_JITTER, TIMING_JITTER, 2)
+    onset = float(np.clip(p["onset"] * last + jitter[0], 0.0, last))
+    apex = float(np.clip(p["apex"] * last + jitter[1], onset, last))
+    pose = _resample(np.asarray(p["pose"], np.float64), num_frames) if p.get("pose") else None
+    if pose is not None and rng.random() < 0.5:
+        pose[:, 0] *= -1  # mirrored left-right: x shift and roll change sign
+        pose[:, 3] *= -1
+    return ClipVariation(onset=onset, apex=apex, hold=float(p["hold"]), pose=pose, noise=float(p["noise"]),
+                         source=str(p.get("clip_id")), amplitudes=amplitudes)
+
+
+def move_head(frame: np.ndarray, pose_row: np.ndarray, origin: np.ndarray, iod: float) -> np.ndarray:
+    """The frame moved rigidly by one head pose (about the reference's eye centre)."""
+    import cv2
+
+    dx, dy, log_scale, roll = (float(v) for v in pose_row)
+    if abs(dx) + abs(dy) + abs(log_scale) + abs(roll) < 1e-9:
+        return frame
+    m = cv2.getRotationMatrix2D((float(origin[0]), float(origin[1])), -roll, math.exp(log_scale))
+    m[:, 2] += (dx * iod, dy * iod)
+    h, w = frame.shape[:2]
+    # Cubic: bilinear resampling visibly softens every moved frame (Laplacian variance 83 vs 103).
+    return cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+
+
+def add_noise(frame: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
+    """Fresh grey noise so the frame's noise estimate reaches `target` (none when it already does)."""
+    from argen_ray.data.dynamics import noise_sigma
+
+    if target <= 0:
+        return frame
+    g = frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    extra = math.sqrt(max(0.0, target ** 2 - noise_sigma(g) ** 2))
+    if extra < 1e-3:
+        return frame
+    noise = rng.normal(0.0, extra, frame.shape[:2]).astype(np.float32)[..., None]
+    return np.clip(np.round(frame.astype(np.float32) + noise), 0, 255).astype(np.uint8)
+
+
+__all__ = ["ClipVariation", "add_noise", "class_profiles", "draw_amplitudes", "draw_variation",
+           "expression_schedule", "intensity_band", "move_head", "smoothstep", "variation_rng"]
