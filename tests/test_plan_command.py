@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow  # builds the full-size models on `meta` (~20-40 s
 @pytest.fixture(scope="module")
 def preset_plan():
     cfg = load_config(GPU_PRESET)
-    stages, memories = build_plan(cfg, GPUSpec(), identities=100, train_clips=9356)
+    stages, memories = build_plan(cfg, GPUSpec(), identities=100, train_clips=9356, generated=1500)
     return cfg, {s.name: s for s in stages}, {m.actor: m for m in memories}
 
 
@@ -39,6 +39,10 @@ def test_training_plans_short_candidates(preset_plan):
     assert 4.0 < train.unet_tflops_per_eval < 6.0
     generate = stages["generate"]
     assert generate.nfe_per_video["max"] == 15 * (25 + 4 * 24) * 2
+    # recognition.augment's clip count drives the generation stage (at the largest T)
+    assert generate.items.startswith("1500 clips of 16 frames")
+    evals = 1500 * generate.nfe_per_video["max"]
+    assert evals * generate.unet_tflops_per_eval * 1e12 <= generate.flops <= 1.05 * evals * generate.unet_tflops_per_eval * 1e12
 
 
 def test_gpu_hours_follow_the_stated_throughput(preset_plan):

@@ -90,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GPUs of the cluster (default: the GPU worker group of cluster/kuberay/rayjob-train.yaml)")
     parser.add_argument("--train-clips", type=int, default=None,
                         help="real training clips per fold (default: counted from data.root when it is readable)")
+    parser.add_argument("--generated-clips", type=int, default=None,
+                        help="generated clips in all (default: recognition.augment applied to data.root's counts)")
     parser.add_argument("--identities", type=int, default=100, help="identities the prompt stage serves (default 100)")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the plan as JSON here")
 
@@ -111,7 +113,7 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
-def plan_generation_stages(cfg, gpu: GPUSpec) -> tuple[list[StagePlan], ActorMemory | None]:
+def plan_generation_stages(cfg, gpu: GPUSpec, generated: int | None) -> tuple[list[StagePlan], ActorMemory | None]:
     """Policy training (short candidates) and final generation on the TI2V generator."""
     from argen_ray.ard.compute import t2v_component_configs, t2v_costs
     from argen_ray.ard.ti2v import ti2v_nfe
@@ -143,14 +145,15 @@ def plan_generation_stages(cfg, gpu: GPUSpec) -> tuple[list[StagePlan], ActorMem
                  f"{t.candidate_frames} frames", candidates * video_flops(t.candidate_frames, train_nfe["mean"]),
         gpus, train_nfe, per_eval / 1e12,
         [f"NFE at the uniform (untrained) policy's mean T={_mean(steps):g}; r={g.resample} resample passes, CFG x2"]))
-    clips = cfg.recognition.clips_per_scarce_class * len(cfg.data.scarce_classes or [])
     folds = len(cfg.recognition.folds or [cfg.data.fold])
     gen_nfe = nfe(g.num_frames)
+    notes = ["FLOPs at the largest T (the trained policy's T is known only after training)"]
+    if generated is None:
+        notes.append("generated clip count unknown (dataset not readable here): pass --generated-clips")
     stages.append(StagePlan(
-        "generate", f"{clips} clips of {g.num_frames} frames ({cfg.recognition.clips_per_scarce_class} per scarce "
-                    f"class; generated once, reused by the {folds} fold(s))",
-        clips * video_flops(g.num_frames, gen_nfe["max"]), gpus, gen_nfe, per_eval / 1e12,
-        ["FLOPs at the largest T (the trained policy's T is known only after training)"]))
+        "generate", f"{generated if generated is not None else '?'} clips of {g.num_frames} frames "
+                    f"(recognition.augment; generated once, reused by the {folds} fold(s))",
+        (generated or 0) * video_flops(g.num_frames, gen_nfe["max"]), gpus, gen_nfe, per_eval / 1e12, notes))
     params = {}
     for size in sizes.values():
         for k, v in size.bytes_by_dtype.items():
@@ -187,26 +190,26 @@ def plan_prompt_stage(cfg, identities: int) -> tuple[list[StagePlan], ActorMemor
     return [stage], memory
 
 
-def plan_recognition_stage(cfg, train_clips: int | None) -> tuple[list[StagePlan], list[ActorMemory]]:
+def plan_recognition_stage(cfg, train_clips: int | None, generated: int | None) -> tuple[list[StagePlan], list[ActorMemory]]:
     from argen_ray.ard.compute import recognition_cost
 
     rc = cfg.recognition
     folds = len(rc.folds or [cfg.data.fold])
-    generated = rc.clips_per_scarce_class * len(cfg.data.scarce_classes or [])
     stages, memories, flops, notes = [], [], 0.0, []
     for name in rc.models:
         cost, params = recognition_cost(name, rc.batch_size, rc.num_segments, rc.image_size, rc.hidden)
         per_clip = 3 * cost.flops / rc.batch_size  # forward + backward
         if train_clips is not None:
             # original and augmented variants, each trained on every fold
-            flops += per_clip * rc.epochs * folds * (2 * train_clips + generated)
+            flops += per_clip * rc.epochs * folds * (2 * train_clips + (generated or 0))
         memories.append(ActorMemory(f"recognition {name}", 1, 1.0,
                                     {"float32": 3 * 4 * params},  # weights + grads + SGD momentum
                                     cost.activation_bytes,
                                     what=f"training batch {rc.batch_size} x {rc.num_segments} x {rc.image_size} px"))
         notes.append(f"{name}: {per_clip / 1e9:.0f} GFLOP per clip-epoch")
     items = (f"{len(rc.models)} models x {folds} folds x 2 variants x {rc.epochs} epochs x "
-             f"{train_clips if train_clips is not None else '?'} clips (+{generated} generated)")
+             f"{train_clips if train_clips is not None else '?'} clips "
+             f"(+{generated if generated is not None else '?'} generated)")
     if train_clips is None:
         notes.append("training clip count unknown (dataset not readable here): pass --train-clips")
     notes.append("runs in the driver process: give its job a GPU (RayJob entrypointNumGpus / "
@@ -215,19 +218,28 @@ def plan_recognition_stage(cfg, train_clips: int | None) -> tuple[list[StagePlan
     return stages, memories
 
 
-def count_train_clips(cfg) -> int | None:
+def dataset_counts(cfg) -> tuple[int | None, int | None]:
+    """Real training clips of the configured fold and the generated clips recognition.augment adds
+    to them (DESIGN 2.5); (None, per-class overrides if they cover every scarce class) where the
+    dataset is not readable here."""
+    from argen_ray.commands.generate import augmentation_plan
+
     try:
         from argen_ray.data import open_dataset
 
-        return len(open_dataset(cfg).split("train"))
+        dataset = open_dataset(cfg)
+        return len(dataset.training_labels()), sum(augmentation_plan(cfg, dataset).amounts.values())
     except Exception:  # no dataset here: the plan says so instead
-        return None
+        aug, scarce = cfg.recognition.augment, list(cfg.data.scarce_classes or [])
+        covered = bool(scarce) and set(scarce) <= set(aug.per_class)
+        return None, (sum(int(aug.per_class[c]) for c in scarce) if covered else None)
 
 
-def build_plan(cfg, gpu: GPUSpec, identities: int = 100, train_clips: int | None = None):
+def build_plan(cfg, gpu: GPUSpec, identities: int = 100, train_clips: int | None = None,
+               generated: int | None = None):
     prompt_stages, vlm_mem = plan_prompt_stage(cfg, identities)
-    gen_stages, gen_mem = plan_generation_stages(cfg, gpu)
-    rec_stages, rec_mems = plan_recognition_stage(cfg, train_clips)
+    gen_stages, gen_mem = plan_generation_stages(cfg, gpu, generated)
+    rec_stages, rec_mems = plan_recognition_stage(cfg, train_clips, generated)
     memories = [m for m in (vlm_mem, gen_mem) if m is not None] + rec_mems
     return prompt_stages + gen_stages + rec_stages, memories
 
@@ -308,8 +320,10 @@ def run(args: argparse.Namespace) -> int:
             raise PlanError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     gpu = GPUSpec(args.gpu_name, args.gpu_memory_gib, args.gpu_tflops, args.utilization)
     gpus = args.gpus if args.gpus is not None else manifest_gpus()
-    train_clips = args.train_clips if args.train_clips is not None else count_train_clips(cfg)
-    stages, memories = build_plan(cfg, gpu, args.identities, train_clips)
+    counted_train, counted_generated = dataset_counts(cfg)
+    train_clips = args.train_clips if args.train_clips is not None else counted_train
+    generated = args.generated_clips if args.generated_clips is not None else counted_generated
+    stages, memories = build_plan(cfg, gpu, args.identities, train_clips, generated)
     print(render(cfg, stages, memories, gpu, gpus))
     if args.json_out:
         atomic_write_json(args.json_out, {
