@@ -89,7 +89,11 @@ class HallucinationFilter:
         self.kb = kb
 
     def asserted_aus(self, text: str) -> set[str]:
-        """AUs a piece of text asserts (negated mentions excluded)."""
+        """AUs a piece of text asserts (negated mentions excluded), read clause by clause."""
+        return set().union(*(self.clause_aus(c) for c in _CLAUSE_SPLIT.split(text or "")[0::2]))
+
+    def clause_aus(self, text: str) -> set[str]:
+        """AUs one clause asserts: a noun/verb pair never reaches across a clause boundary."""
         found: set[str] = set()
         for code, unit in self.kb.aus.items():
             if any(_asserts(m, text) for pattern in unit.phrases for m in pattern.finditer(text)):
@@ -107,7 +111,7 @@ class HallucinationFilter:
         kept_parts: list[str] = []
         kept: set[str] = set()
         for clause, sep in zip(clauses, separators):
-            aus = self.asserted_aus(clause)
+            aus = self.clause_aus(clause)
             asserted |= aus
             if aus - allowed:
                 continue

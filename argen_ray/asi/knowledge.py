@@ -116,6 +116,21 @@ class KnowledgeBase:
         return _PLACEHOLDER.sub(lambda m: self.aus[m.group(1)].describe(record.aus[m.group(1)]),
                                 record.template)
 
+    def adapted(self, record: KBRecord, vector: dict[str, float] | None) -> KBRecord:
+        """The record with its intensities taken from an AU intensity vector (the paper's eq. 8:
+        each candidate is adjusted by the intensity vector read from the scarce subset).
+
+        `vector` maps AU codes to 0-1 intensities; AUs it does not read (or reads as NaN) keep the
+        record's knowledge-base intensity. Intensities are clipped to [0.05, 1] so an AU the record
+        names is never described as absent."""
+        if not vector:
+            return record
+        aus = {}
+        for code, default in record.aus.items():
+            value = vector.get(code)
+            aus[code] = default if value is None or not value == value else float(min(1.0, max(0.05, value)))
+        return KBRecord(record.emotion, aus, record.template, record.source)
+
     def describe(self, aus: dict[str, float]) -> str:
         """Plain composition of AU descriptions: "a, b and c" (used where no template applies)."""
         parts = [self.aus[code].describe(value) for code, value in aus.items() if code in self.aus]
