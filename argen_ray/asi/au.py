@@ -53,6 +53,10 @@ class AUReading:
     values: np.ndarray                 # (F, len(names)) float
     face_found: np.ndarray             # (F,) bool
     signed: np.ndarray | None = field(default=None, repr=False)
+    # What `values` measure: "intensity" (OpenFace 0-5) or "presence" (a classifier's probability
+    # that the AU is active, 0-1; py-feat's XGB model). A presence probability is not an intensity:
+    # it is kept on its own 0-1 scale, never stretched to 0-5.
+    kind: str = "intensity"
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64).reshape(-1, len(self.names))
@@ -62,6 +66,13 @@ class AUReading:
                                     f"{self.face_found.shape[0]} face flags")
         if self.signed is not None:
             self.signed = np.asarray(self.signed, dtype=np.float64).reshape(self.values.shape)
+        if self.kind not in ("intensity", "presence"):
+            raise AUEstimationError(f"AUReading kind must be 'intensity' or 'presence', got {self.kind!r}")
+
+    @property
+    def scale_max(self) -> float:
+        """The top of `values`' scale: 5 for intensities, 1 for presence probabilities."""
+        return AU_MAX if self.kind == "intensity" else 1.0
 
     def __len__(self) -> int:
         return self.values.shape[0]
@@ -325,8 +336,9 @@ class PyFeatAUEstimator:
 
     py-feat 2.1.5 downloads its weights from the Hugging Face hub into its package's resources
     folder and pulls a CUDA torchvision; it runs in a scorer actor's own runtime env
-    (cluster/runtime_envs/pyfeat.yaml), not in the default environment. py-feat's AU outputs
-    are 0-1; they are multiplied by 5 onto OpenFace's scale. Largest-score face per frame.
+    (cluster/runtime_envs/pyfeat.yaml), not in the default environment. py-feat's XGB AU outputs
+    are presence probabilities (`predict_proba(...)[:, 1]` in its AU detector), not intensities:
+    the reading keeps them on their 0-1 scale with `kind="presence"`. Largest-score face per frame.
     """
 
     name = "py-feat"
@@ -367,8 +379,8 @@ class PyFeatAUEstimator:
             for j, name in enumerate(AU_NAMES):
                 col = _PYFEAT_COLUMN.get(name, name)
                 if col in rows.columns:
-                    values[int(frame_id), j] = AU_MAX * float(best[col])
-        return AUReading(names=list(AU_NAMES), values=values, face_found=found)
+                    values[int(frame_id), j] = float(best[col])
+        return AUReading(names=list(AU_NAMES), values=values, face_found=found, kind="presence")
 
 
 AU_BACKENDS: dict[str, Callable[..., AUEstimator]] = {

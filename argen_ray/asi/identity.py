@@ -21,7 +21,7 @@ from typing import Iterable
 import numpy as np
 
 from argen_ray.ard.rewards import gray_frames, laplacian_variance
-from argen_ray.asi.au import AU_MAX, AUEstimator, AUReading
+from argen_ray.asi.au import AUEstimator, AUReading
 from argen_ray.config.asi import IdentityConfig
 from argen_ray.data.records import ClipRecord
 from argen_ray.data.sampling import uniform_indices
@@ -97,7 +97,7 @@ def frame_rejections(frames: np.ndarray, cfg: IdentityConfig) -> list[list[str]]
 def expression_levels(reading: AUReading, rows: list[int]) -> np.ndarray:
     """Per frame, the mean over AUs of its clipped reading above the clip's least-expressive
     state for that AU (the AU's lowest reading over `rows`); NaN where no face was read."""
-    values = np.clip(reading.values, 0.0, AU_MAX)
+    values = np.clip(reading.values, 0.0, reading.scale_max)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns/rows: frames without a face
         rest = np.nanmin(values[rows], axis=0) if rows else np.full(values.shape[1], np.nan)
@@ -141,7 +141,7 @@ def choose_identity_frame(record: ClipRecord, estimator: AUEstimator, cfg: Ident
         identity_id=record.subject or record.clip_id, clip_id=record.clip_id, subject=record.subject,
         frame_index=int(indices[best]), image=frames[best], mean_au=float(mean_au[best]),
         clip_median_mean_au=float(np.median(mean_au[scored])),
-        resting_mean_au=float(np.nanmean(np.clip(reading.values[best], 0.0, AU_MAX))),
+        resting_mean_au=float(np.nanmean(np.clip(reading.values[best], 0.0, reading.scale_max))),
         aus={k: float(v) for k, v in reading.frame(best).items() if np.isfinite(v)})
     return chosen, rejections
 

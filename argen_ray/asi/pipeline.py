@@ -70,11 +70,11 @@ def intensity_vectors(dataset: Dataset, emotions: list[str], estimator, max_clip
     DESIGN 2.1 step 2: the knowledge base adapted to the scarce subset).
 
     Each vector is one clip's expression range per AU: the largest rise of the AU over its lowest
-    reading in the clip, on a 0-1 scale (OpenFace's 0-5 divided by 5). Clips that cannot be read
+    reading in the clip, on a 0-1 scale (intensities divided by 5; a presence backend's
+    probabilities as they are — an approximation the record's `intensity_clip` traces). Clips that cannot be read
     are skipped. Returns {emotion: [{"clip_id": ..., "aus": {AU: value}}, ...]}."""
     from tqdm.auto import tqdm
 
-    from argen_ray.asi.au import AU_MAX
     from argen_ray.data.sampling import uniform_indices
     from argen_ray.data.video import VideoReadError, count_frames, read_frames_skipping_bad
 
@@ -92,10 +92,10 @@ def intensity_vectors(dataset: Dataset, emotions: list[str], estimator, max_clip
                 reading = estimator.estimate(frames, record=record, frame_indices=indices)
             except (VideoReadError, ArgenError):
                 continue
-            values = np.clip(reading.values[reading.face_found], 0.0, AU_MAX)
+            values = np.clip(reading.values[reading.face_found], 0.0, reading.scale_max)
             if len(values) < 2:
                 continue
-            rise = (np.nanmax(values, axis=0) - np.nanmin(values, axis=0)) / AU_MAX
+            rise = (np.nanmax(values, axis=0) - np.nanmin(values, axis=0)) / reading.scale_max
             vectors.append({"clip_id": record.clip_id,
                             "aus": {n: round(float(v), 3) for n, v in zip(reading.names, rise) if np.isfinite(v)}})
         out[emotion] = vectors
