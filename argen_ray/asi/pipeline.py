@@ -184,14 +184,16 @@ class PromptStage:
 
     def prepare(self, identity: IdentityFrame, emotion: str, vectors: list[dict], attempt: int = 0) -> PendingPrompt:
         """Retrieval for one identity x emotion: draw one of the emotion's intensity vectors, query
-        with the AUs it reads strongest, sample k candidates and adapt their intensities to it."""
+        with the AUs it reads strongest, sample k candidates and adapt their intensities to it.
+        A resample (`attempt` > 0) draws with a new seed and a flatter softmax (x4 per attempt)."""
         prompt_id = f"{identity.identity_id}__{emotion}"
         seed = prompt_seed(self.cfg.seed + attempt * 7919, prompt_id)
         rng = np.random.default_rng(seed)
         vector = vectors[int(rng.integers(len(vectors)))] if vectors else None
         hint = self.intensity_hint(emotion, vector["aus"]) if vector else None
         candidates = [Candidate(adapted, self.kb.render(adapted), c.score)
-                      for c in self.retriever.retrieve(emotion, rng, query=self.retriever.query_for(emotion, hint))
+                      for c in self.retriever.retrieve(emotion, rng, query=self.retriever.query_for(emotion, hint),
+                                                       temperature=self.retriever.temperature * 4 ** attempt)
                       for adapted in [self.kb.adapted(c.record, vector["aus"] if vector else None)]]
         request = VLMRequest(request_id=prompt_id, image=identity.image, emotion=emotion,
                              emotion_noun=self.kb.emotion(emotion).noun,

@@ -113,12 +113,13 @@ class AURetriever:
         order = np.argsort(-scores, kind="stable")
         return [Candidate(entry.records[i], texts[i], float(scores[i])) for i in order]
 
-    def retrieve(self, emotion: str, rng: np.random.Generator, query: str | None = None) -> list[Candidate]:
+    def retrieve(self, emotion: str, rng: np.random.Generator, query: str | None = None,
+                 temperature: float | None = None) -> list[Candidate]:
         """k candidates sampled without replacement, p ∝ exp(similarity / temperature), in the
         order they were drawn (the first is the sampled lead, not always the best-ranked)."""
         ranked = self.rank(emotion, query)
         k = min(self.top_k, len(ranked))
         scores = np.array([c.score for c in ranked])
         # Gumbel top-k == sampling k without replacement from the softmax.
-        keys = scores / self.temperature + rng.gumbel(size=len(ranked))
+        keys = scores / (temperature or self.temperature) + rng.gumbel(size=len(ranked))
         return [ranked[i] for i in np.argsort(-keys)[:k]]

@@ -59,8 +59,9 @@ def instruction(request: VLMRequest) -> str:
 
 
 def template_text(request: VLMRequest) -> str:
-    """Deterministic composition: the emotion and the best retrieved description."""
-    return f"The person's face shows {request.emotion_noun}: {request.descriptions[0]}."
+    """Deterministic composition: the emotion and the first two retrieved descriptions (in sampled
+    order, so identities differ in which variants lead and how they combine)."""
+    return f"The person's face shows {request.emotion_noun}: {'; '.join(request.descriptions[:2])}."
 
 
 def check_requests(requests: list[VLMRequest]) -> list[VLMRequest]:
