@@ -7,7 +7,9 @@ AU's intensity is its clipped (0-5) reading taken relative to the clip's own lea
 state for that AU (its lowest reading over the clip's frames). Landmark readings are only
 trustworthy within one person and carry a per-person offset: the relative reading removes it, and
 clipping keeps antagonist AUs that share a measure (AU12/AU15 on the lip corners, AU01/AU04 on the
-brows) from cancelling, so a smile can never lower a frame's score. Means are compared only within
+brows) from cancelling, so a smile can never lower a frame's score. Readings are first smoothed by a
+running median over each read frame and its neighbours (landmark jitter is frame to frame;
+expressions change smoothly). Means are compared only within
 a clip or across clips of one subject. Datasets without a neutral class (CK+) give identities
 from sequence onsets: `ClipRecord.neutral_onset` limits the search to a clip's first frames.
 Every rejected frame and clip is recorded with its reasons.
@@ -98,6 +100,11 @@ def expression_levels(reading: AUReading, rows: list[int]) -> np.ndarray:
     """Per frame, the mean over AUs of its clipped reading above the clip's least-expressive
     state for that AU (the AU's lowest reading over `rows`); NaN where no face was read."""
     values = np.clip(reading.values, 0.0, reading.scale_max)
+    if len(rows) >= 3:  # landmark jitter: a running median over each frame and its read neighbours
+        ordered = values[rows]
+        padded = np.concatenate([ordered[:1], ordered, ordered[-1:]])
+        values = values.copy()
+        values[rows] = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns/rows: frames without a face
         rest = np.nanmin(values[rows], axis=0) if rows else np.full(values.shape[1], np.nan)
