@@ -19,15 +19,18 @@ def write_frames(directory: Path, n: int, size: int = 8, suffix: str = ".jpg", s
 
 
 def write_dfew(root: Path, train: dict[int, int], test: dict[int, int], fold: int = 1, frames: int = 4,
-               header: bool = True) -> Path:
-    """DFEW layout: split CSVs (video_name,label 1-based) and Clip/clip_224x224/<5-digit id>/."""
+               header: bool = True, layout: str = "clip_224x224", labels: str = "{split}(single-labeled)",
+               frame_name: str = "{:05d}") -> Path:
+    """DFEW layout: split CSVs (video_name,label 1-based) in EmoLabel_DataSplit/<labels>/ and
+    frames in Clip/<layout>/<5-digit id>/ (the 16-frame copies name them 1.jpg ... 16.jpg:
+    frame_name="{}")."""
     for split, rows in (("train", train), ("test", test)):
-        d = root / "EmoLabel_DataSplit" / f"{split}(single-labeled)"
+        d = root / "EmoLabel_DataSplit" / labels.format(split=split)
         d.mkdir(parents=True, exist_ok=True)
         lines = (["video_name,label"] if header else []) + [f"{vid},{label}" for vid, label in rows.items()]
         (d / f"set_{fold}.csv").write_text("\n".join(lines) + "\n")
         for vid in rows:
-            write_frames(root / "Clip" / "clip_224x224" / f"{vid:05d}", frames)
+            write_frames(root / "Clip" / layout / f"{vid:05d}", frames, name=frame_name)
     return root
 
 

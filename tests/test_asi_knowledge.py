@@ -93,3 +93,54 @@ def test_malformed_knowledge_base_is_named(tmp_path):
         KnowledgeBase.load(_broken_copy(tmp_path, unknown_emotion))
     with pytest.raises(KnowledgeBaseError, match="emotion 'joy' is not in the knowledge base"):
         allowed_aus("joy")
+
+
+# EMFACS-7 prototypes and major variants (Friesen & Ekman 1983, as reprinted in Matsumoto et al.
+# 2008), written out here as the oracle; "x/y" alternatives expanded. 25 may accompany 26/27.
+_EMFACS = {
+    "happy": ["6+12", "12"],
+    "sad": ["1+4+11+15", "1+4+15", "6+15", "1+4+11", "11+15", "11+17"],
+    "surprise": ["1+2+5+26", "1+2+5+27", "1+2+5", "1+2+26", "1+2+27", "5+26", "5+27"],
+    "fear": [f"{base}+{mouth}" for base in ("1+2+4+5+20", "1+2+4+5", "1+2+5", "5+20") for mouth in ("25", "26", "27")]
+            + ["1+2+4+5+20", "1+2+4+5", "1+2+5", "5+20"],
+    "disgust": ["9", "9+16+15", "9+16+26", "9+17", "10", "10+16+25", "10+16+26", "10+17"],
+    "angry": ["4+5+7+10+22+23+25", "4+5+7+10+23+25", "4+5+7+23+25", "4+5+7+17+23", "4+5+7+17+24",
+              "4+5+7+23", "4+5+7+24"],
+}
+# Du, Tao & Martinez (2014), Table 1: AUs observed in posed basic expressions (main + secondary).
+_DU2014 = {"happy": {12, 25, 6}, "sad": {4, 15, 1, 6, 11, 17}, "fear": {1, 4, 20, 25, 2, 5, 26},
+           "angry": {4, 7, 24, 10, 17, 23}, "surprise": {1, 2, 25, 26, 5}, "disgust": {9, 10, 17, 4, 24}}
+
+
+def _numbers(aus) -> frozenset:
+    return frozenset(int(a[2:]) for a in aus)
+
+
+def test_every_record_matches_the_source_it_names():
+    kb = load_knowledge_base()
+    for name, entry in kb.emotions.items():
+        for record in entry.records:
+            aus = _numbers(record.aus)
+            if record.source == "emfacs":
+                combos = {frozenset(int(n) for n in c.split("+")) for c in _EMFACS[name]}
+                assert aus in combos or (25 in aus and (aus - {25}) in combos and aus & {26, 27}), (name, sorted(aus))
+            elif record.source == "du2014":
+                assert aus <= _DU2014[name], (name, sorted(aus))
+            else:
+                assert record.source == "argen" and name in ("fear", "disgust", "surprise"), (name, record.source)
+
+
+def test_scarce_emotions_carry_emfacs_mouth_variants():
+    kb = load_knowledge_base()
+    assert any({"AU27"} <= set(r.aus) and {"AU04", "AU20"} <= set(r.aus) for r in kb.emotion("fear").records)
+    assert any("AU26" in r.aus and r.source == "emfacs" for r in kb.emotion("disgust").records)
+    assert "AU27" in allowed_aus("fear") and "AU26" in allowed_aus("disgust") and "AU27" not in allowed_aus("disgust")
+
+
+def test_adapted_record_takes_intensities_from_the_vector():
+    kb = load_knowledge_base()
+    record = next(r for r in kb.emotion("fear").records if r.source == "argen")
+    adapted = kb.adapted(record, {"AU01": 0.9, "AU05": 0.0, "AU20": float("nan"), "AU12": 1.0})
+    assert adapted.aus["AU01"] == 0.9 and adapted.aus["AU05"] == 0.05          # floor: still named
+    assert adapted.aus["AU20"] == record.aus["AU20"] and "AU12" not in adapted.aus  # unread: KB value
+    assert "strongly" in kb.render(adapted).split(" and ")[0] and kb.adapted(record, None) is record

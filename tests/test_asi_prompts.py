@@ -56,6 +56,28 @@ def test_one_prompt_per_identity_and_scarce_emotion(tmp_path, demo_root, capsys)
         assert row["backend"] == "template"
     summary = json.loads((tmp_path / "prompts" / "summary.json").read_text())
     assert summary["prompts"] == len(rows) and summary["emotions"] == scarce
+    # Identity-aware: no two identities share a prompt for the same emotion (template backend).
+    for emotion in scarce:
+        prompts = [r["prompt"] for r in rows if r["emotion"] == emotion]
+        assert len(set(prompts)) == len(prompts), prompts
+    # KB adapted to the data (paper eqs. 8-9): each candidate's intensities come from the AU
+    # intensity vector of a scarce training clip of that emotion, where the vector reads the AU.
+    vectors = json.loads((tmp_path / "prompts" / "intensity_vectors.json").read_text())
+    scarce_clips = {r.clip_id for r in dataset.split("train") if r.emotion in scarce}
+    adapted = 0
+    for row in rows:
+        has_clips = any(r.emotion == row["emotion"] for r in dataset.split("train"))
+        assert (row["intensity_clip"] is not None) == has_clips   # no scarce clips: the KB's own values
+        if not has_clips:
+            continue
+        vector = next(v["aus"] for v in vectors[row["emotion"]] if v["clip_id"] == row["intensity_clip"])
+        assert row["intensity_clip"] in scarce_clips
+        for cand in row["candidates"]:
+            for au, value in cand["aus"].items():
+                if au in vector:
+                    assert value == pytest.approx(min(1.0, max(0.05, vector[au]))), (row["prompt_id"], au)
+                    adapted += 1
+    assert adapted > len(rows)
 
 
 def test_rerun_resumes_without_redoing(tmp_path, demo_root):

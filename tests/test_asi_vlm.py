@@ -43,8 +43,13 @@ def test_registry_and_unknown_backend():
 def test_template_is_deterministic_composition():
     backend = build_vlm(VLMConfig(backend="template"))
     texts = backend.generate([request(0), request(1)])
-    assert texts[0] == texts[1] == f"The person's face shows fear: {FEAR[0]}."
+    assert texts[0] == texts[1] == f"The person's face shows fear: {FEAR[0]}; {FEAR[1]}."
     assert template_text(request(3)) == texts[0]
+
+
+def test_instruction_asks_for_the_persons_appearance():
+    text = instruction(request(0))
+    assert "appearance" in text and "age" in text and "fear" in text and FEAR[0] in text
 
 
 def test_bad_requests_are_named():

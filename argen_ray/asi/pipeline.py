@@ -50,13 +50,56 @@ def prompt_emotions(cfg: Config, dataset: Dataset) -> list[str]:
 
 
 def neutral_training_clips(dataset: Dataset) -> list:
-    """Neutral clips of the training split (every split when the dataset has none, e.g. CK+)."""
+    """Neutral clips of the training split (every split when the dataset has none, e.g. CK+).
+
+    A dataset without a neutral class whose sequences start at a neutral face (CK+: records carry
+    `neutral_onset`) gives its sequences instead; identity frames then come from their onsets."""
     pool = dataset.split("train") or dataset.records
     clips = [r for r in pool if r.emotion == "neutral"]
     if not clips:
-        raise PromptStageError(f"{dataset.kind} dataset at {dataset.root}: no neutral training clips to take "
-                               "identity frames from")
+        clips = [r for r in pool if r.neutral_onset]
+    if not clips:
+        raise PromptStageError(f"{dataset.kind} dataset at {dataset.root}: no neutral training clips and no "
+                               "sequences with a neutral onset to take identity frames from")
     return clips
+
+
+def intensity_vectors(dataset: Dataset, emotions: list[str], estimator, max_clips: int, max_frames: int = 16,
+                      progress: bool = False) -> dict[str, list[dict]]:
+    """Per scarce emotion, AU intensity vectors read from its training clips (the paper's eq. 8 and
+    DESIGN 2.1 step 2: the knowledge base adapted to the scarce subset).
+
+    Each vector is one clip's expression range per AU: the largest rise of the AU over its lowest
+    reading in the clip, on a 0-1 scale (intensities divided by 5; a presence backend's
+    probabilities as they are — an approximation the record's `intensity_clip` traces). Clips that cannot be read
+    are skipped. Returns {emotion: [{"clip_id": ..., "aus": {AU: value}}, ...]}."""
+    from tqdm.auto import tqdm
+
+    from argen_ray.data.sampling import uniform_indices
+    from argen_ray.data.video import VideoReadError, count_frames, read_frames_skipping_bad
+
+    pool = dataset.split("train") or dataset.records
+    out: dict[str, list[dict]] = {}
+    for emotion in emotions:
+        clips = sorted((r for r in pool if r.emotion == emotion), key=lambda r: r.clip_id)[:max_clips]
+        vectors = []
+        for record in tqdm(clips, desc=f"AU intensities ({emotion})", unit="clip", disable=not progress):
+            try:
+                total = record.num_frames or count_frames(record.source)
+                indices = np.asarray(uniform_indices(total, min(max_frames, total)), dtype=int)
+                frames, bad = read_frames_skipping_bad(record.source, indices)
+                indices = np.array([i for i in indices if int(i) not in bad], dtype=int)
+                reading = estimator.estimate(frames, record=record, frame_indices=indices)
+            except (VideoReadError, ArgenError):
+                continue
+            values = np.clip(reading.values[reading.face_found], 0.0, reading.scale_max)
+            if len(values) < 2:
+                continue
+            rise = (np.nanmax(values, axis=0) - np.nanmin(values, axis=0)) / reading.scale_max
+            vectors.append({"clip_id": record.clip_id,
+                            "aus": {n: round(float(v), 3) for n, v in zip(reading.names, rise) if np.isfinite(v)}})
+        out[emotion] = vectors
+    return out
 
 
 def prompt_seed(base_seed: int, prompt_id: str) -> int:
@@ -84,6 +127,12 @@ class PendingPrompt:
     emotion: str
     candidates: list[Candidate]
     request: VLMRequest
+    intensity: dict | None = None   # the scarce clip's AU intensity vector the candidates were adapted to
+    attempt: int = 0                # resamples after a prompt repeated another identity's
+
+
+# Resamples (new seed) when a prompt repeats one another identity already has for the emotion.
+MAX_RESAMPLES = 8
 
 
 def prompt_aus(kb: KnowledgeBase, result: FilterResult, candidates: list[Candidate], emotion: str) -> dict[str, float]:
@@ -120,7 +169,8 @@ class PromptStage:
             raise PromptStageError(f"no identity frame passed the checks (asi.identity); rejections: {reasons}")
         return selection
 
-    def pending(self, selection: IdentitySelection, emotions: list[str], store: JsonlStore) -> list[PendingPrompt]:
+    def pending(self, selection: IdentitySelection, emotions: list[str], store: JsonlStore,
+                vectors: dict[str, list[dict]] | None = None) -> list[PendingPrompt]:
         for emotion in emotions:
             self.kb.emotion(emotion)  # unknown emotion -> clear error before any work
         todo = []
@@ -129,13 +179,45 @@ class PromptStage:
                 prompt_id = f"{identity.identity_id}__{emotion}"
                 if prompt_id in store:
                     continue
-                seed = prompt_seed(self.cfg.seed, prompt_id)
-                candidates = self.retriever.retrieve(emotion, np.random.default_rng(seed))
-                request = VLMRequest(request_id=prompt_id, image=identity.image, emotion=emotion,
-                                     emotion_noun=self.kb.emotion(emotion).noun,
-                                     descriptions=[c.text for c in candidates], seed=seed)
-                todo.append(PendingPrompt(identity, emotion, candidates, request))
+                todo.append(self.prepare(identity, emotion, (vectors or {}).get(emotion) or []))
         return todo
+
+    def prepare(self, identity: IdentityFrame, emotion: str, vectors: list[dict], attempt: int = 0) -> PendingPrompt:
+        """Retrieval for one identity x emotion: draw one of the emotion's intensity vectors, query
+        with the AUs it reads strongest, sample k candidates and adapt their intensities to it.
+        A resample (`attempt` > 0) draws with a new seed and a flatter softmax (x4 per attempt)."""
+        prompt_id = f"{identity.identity_id}__{emotion}"
+        seed = prompt_seed(self.cfg.seed + attempt * 7919, prompt_id)
+        rng = np.random.default_rng(seed)
+        vector = vectors[int(rng.integers(len(vectors)))] if vectors else None
+        hint = self.intensity_hint(emotion, vector["aus"]) if vector else None
+        candidates = [Candidate(adapted, self.kb.render(adapted), c.score)
+                      for c in self.retriever.retrieve(emotion, rng, query=self.retriever.query_for(emotion, hint),
+                                                       temperature=self.retriever.temperature * 4 ** attempt)
+                      for adapted in [self.kb.adapted(c.record, vector["aus"] if vector else None)]]
+        request = VLMRequest(request_id=prompt_id, image=identity.image, emotion=emotion,
+                             emotion_noun=self.kb.emotion(emotion).noun,
+                             descriptions=[c.text for c in candidates], seed=seed)
+        return PendingPrompt(identity, emotion, candidates, request, vector, attempt)
+
+    def intensity_hint(self, emotion: str, aus: dict[str, float], count: int = 2) -> str | None:
+        """The emotion's allowed AUs this vector reads strongest, as descriptions with adverbs."""
+        allowed = self.kb.allowed_aus(emotion)
+        top = sorted(((v, a) for a, v in aus.items() if a in allowed and a in self.kb.aus and v > 0.05),
+                     reverse=True)[:count]
+        return ", ".join(self.kb.aus[a].describe(v) for v, a in top) or None
+
+    def intensity_vectors(self, dataset: Dataset, emotions: list[str]) -> dict[str, list[dict]]:
+        """The scarce subset's AU intensity vectors (asi.intensity_clips per emotion), saved beside
+        the prompts; {} when adaptation is off."""
+        from argen_ray.asi.au import get_au_estimator
+
+        if not self.cfg.asi.intensity_clips:
+            return {}
+        vectors = intensity_vectors(dataset, emotions, get_au_estimator(self.cfg.asi.au.backend),
+                                    self.cfg.asi.intensity_clips, self.cfg.asi.identity.max_frames, self.progress)
+        atomic_write_json(self.out / "intensity_vectors.json", vectors)
+        return vectors
 
     def record(self, item: PendingPrompt, raw_text: str, image_path: Path) -> tuple[dict, FilterResult]:
         result = self.filter.apply(raw_text, item.emotion, fallback=template_text(item.request))
@@ -147,6 +229,7 @@ class PromptStage:
             "aus": prompt_aus(self.kb, result, item.candidates, item.emotion),
             "descriptions": item.request.descriptions,
             "candidates": [{"aus": c.record.aus, "source": c.record.source, "score": c.score} for c in item.candidates],
+            "intensity_clip": (item.intensity or {}).get("clip_id"), "resamples": item.attempt,
             "raw_text": raw_text, "prompt": result.prompt,
             "asserted_aus": result.asserted, "kept_aus": result.kept, "dropped_aus": result.dropped,
             "hallucination_rate": result.hallucination_rate, "fell_back": result.fell_back,
@@ -168,17 +251,25 @@ class PromptStage:
                   "kept (delete the file to regenerate them with the current backend)")
         selection = self.select(dataset)
         images = save_identity_images(selection, self.out)
-        todo = self.pending(selection, emotions, store)
+        vectors = self.intensity_vectors(dataset, emotions)
+        todo = self.pending(selection, emotions, store, vectors)
+        # No two identities share a prompt for one emotion: a repeat is resampled with a new seed.
+        used = {(r["emotion"], r["prompt"]) for r in store}
         batch = self.cfg.asi.vlm.batch_size
         with tqdm(total=len(selection.chosen) * len(emotions), initial=len(selection.chosen) * len(emotions) - len(todo),
                   desc=f"prompts ({self.cfg.asi.vlm.backend})", unit="prompt", disable=not self.progress) as bar:
-            for start in range(0, len(todo), batch):
-                chunk = todo[start:start + batch]
+            while todo:
+                chunk, todo = todo[:batch], todo[batch:]
                 texts = generate([p.request for p in chunk])
                 if len(texts) != len(chunk):
                     raise PromptStageError(f"VLM returned {len(texts)} texts for {len(chunk)} requests")
                 for item, text in zip(chunk, texts):
                     rec, _ = self.record(item, text, images[item.identity.identity_id])
+                    if (item.emotion, rec["prompt"]) in used and item.attempt < MAX_RESAMPLES:
+                        todo.append(self.prepare(item.identity, item.emotion, vectors.get(item.emotion) or [],
+                                                 item.attempt + 1))
+                        continue
+                    used.add((item.emotion, rec["prompt"]))
                     store.append(rec)
                     bar.update(1)
         return self.summarize(store, selection, emotions)

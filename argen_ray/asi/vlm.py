@@ -51,15 +51,17 @@ class VLMRequest:
 def instruction(request: VLMRequest) -> str:
     """The text part of the VLM's user turn."""
     listed = "\n".join(f"{i}. {d}" for i, d in enumerate(request.descriptions, 1))
-    return (f"The photo shows a person's face at rest. Write one or two English sentences describing how "
-            f"this same person's face changes to express {request.emotion_noun}. Use only facial "
-            f"movements from these reference descriptions:\n{listed}\n"
-            "Do not mention any other facial movement, action-unit codes, the background or clothing.")
+    return (f"The photo shows a person's face at rest. First describe this person's appearance in a short "
+            "phrase (apparent age, gender, hair, skin tone, distinctive features such as glasses or a beard). "
+            f"Then write one or two English sentences describing how this same person's face changes to "
+            f"express {request.emotion_noun}. Use only facial movements from these reference descriptions:\n"
+            f"{listed}\nDo not mention any other facial movement, action-unit codes, the background or clothing.")
 
 
 def template_text(request: VLMRequest) -> str:
-    """Deterministic composition: the emotion and the best retrieved description."""
-    return f"The person's face shows {request.emotion_noun}: {request.descriptions[0]}."
+    """Deterministic composition: the emotion and the first two retrieved descriptions (in sampled
+    order, so identities differ in which variants lead and how they combine)."""
+    return f"The person's face shows {request.emotion_noun}: {'; '.join(request.descriptions[:2])}."
 
 
 def check_requests(requests: list[VLMRequest]) -> list[VLMRequest]:

@@ -54,3 +54,6 @@ class ASIConfig(Section):
     # Softmax temperature over query similarities when sampling the k candidates.
     retrieval_temperature: float = Field(default=0.05, gt=0)
     emotions: list[str] | None = None    # None: the scarce classes of the dataset
+    # KB adaptation (paper eqs. 8-9): AU intensity vectors read from up to this many training
+    # clips per scarce emotion (asi.au backend); 0 keeps the knowledge base's own intensities.
+    intensity_clips: int = Field(default=32, ge=0)

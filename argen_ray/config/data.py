@@ -28,7 +28,9 @@ class DataConfig(Section):
     root: Path | None = None
     # DFEW's 5-fold protocol (demo data too); ignored by kinds without folds.
     fold: int = Field(default=1, ge=1, le=5)
-    # Adapter options, e.g. {source: original} for dfew, {contempt_as: disgust} for ckplus,
+    # Adapter options, e.g. {source: original} for dfew (or clip_224x224_16f / clip_224x16f; auto
+    # picks one layout for the whole dataset), {labels: plain} for dfew copies with
+    # EmoLabel_DataSplit/{train,test}/, {contempt_as: disgust} for ckplus,
     # {verify: full} to decode every clip while loading (see argen_ray.data.adapters).
     options: dict = Field(default_factory=dict)
     demo: DemoDataConfig = Field(default_factory=DemoDataConfig)

@@ -23,6 +23,9 @@ FERV39K_LABELS = {"angry": "angry", "disgust": "disgust", "fear": "fear", "happy
 CKPLUS_LABELS = {0: "neutral", 1: "angry", 2: "contempt", 3: "disgust", 4: "fear", 5: "happy",
                  6: "sad", 7: "surprise"}
 VERIFY_MODES = ("quick", "full")
+# CK+ sequences run from a neutral face to the apex (Lucey et al. 2010): their first frames are
+# the subject's neutral face, which ASI takes identity frames from (CK+ has no neutral class).
+CKPLUS_NEUTRAL_ONSET = 3
 
 
 class ClipCollector:
@@ -114,28 +117,43 @@ def _resolve(root: Path, value: str | Path) -> Path:
 
 # --- DFEW -------------------------------------------------------------------------------
 
-DFEW_FRAME_LAYOUTS = ("clip_224x224", "clip_224x224_16f")
+# Frame layouts seen in DFEW copies: full clips, the official 16-frame variant, and the
+# `clip_224x16f` name some copies use for it.
+DFEW_FRAME_LAYOUTS = ("clip_224x224", "clip_224x224_16f", "clip_224x16f")
+# Split-list folders: the official `train(single-labeled)` and the plain `train` of some copies.
+DFEW_LABEL_LAYOUTS = {"single-labeled": "{split}(single-labeled)", "plain": "{split}"}
 
 
-def load_dfew(collector: ClipCollector, root: Path, *, fold: int = 1, source: str = "auto") -> None:
+def load_dfew(collector: ClipCollector, root: Path, *, fold: int = 1, source: str = "auto",
+              labels: str = "auto") -> None:
     """DFEW: `EmoLabel_DataSplit/{train,test}(single-labeled)/set_<fold>.csv` (video_name,label
     with labels 1 happy ... 7 fear); frames in `Clip/clip_224x224/<5-digit id>/` or videos in
     `Clip/original/`. Optional extras (the demo dataset writes them): `subjects.csv`
     (video_name,subject) and `OpenFace/<id>.csv` per-frame AU intensities.
 
-    `source`: "auto" (frame directory when present, else the original video), one of
-    DFEW_FRAME_LAYOUTS, or "original".
+    `source`: one of DFEW_FRAME_LAYOUTS, "original", or "auto": the first of those folders that
+    exists under `Clip/`, for the WHOLE dataset (a clip missing from it is reported missing, never
+    taken from another layout: 16-frame and full clips must not mix). `labels`: "single-labeled"
+    (`EmoLabel_DataSplit/train(single-labeled)/`), "plain" (`EmoLabel_DataSplit/train/`) or
+    "auto" (the first that holds the fold's lists).
     """
     if isinstance(fold, bool) or not isinstance(fold, int) or not 1 <= fold <= 5:
         raise DatasetError(f"dfew: fold must be 1..5 (DFEW's 5-fold protocol), got {fold!r}")
     choices = ("auto", "original") + DFEW_FRAME_LAYOUTS
     if source not in choices:
         raise DatasetError(f"dfew: source={source!r} is not one of {', '.join(choices)}")
+    if labels not in ("auto", *DFEW_LABEL_LAYOUTS):
+        raise DatasetError(f"dfew: labels={labels!r} is not one of auto, {', '.join(DFEW_LABEL_LAYOUTS)}")
+    if source == "auto":
+        source = next((name for name in DFEW_FRAME_LAYOUTS + ("original",) if (root / "Clip" / name).is_dir()),
+                      DFEW_FRAME_LAYOUTS[0])
     split_dir = root / "EmoLabel_DataSplit"
-    lists = _existing_lists(collector, {
-        "train": split_dir / "train(single-labeled)" / f"set_{fold}.csv",
-        "test": split_dir / "test(single-labeled)" / f"set_{fold}.csv"})
-    videos = _video_index(root / "Clip" / "original") if source in ("auto", "original") else {}
+    layouts = list(DFEW_LABEL_LAYOUTS) if labels == "auto" else [labels]
+    candidates = [{split: split_dir / DFEW_LABEL_LAYOUTS[name].format(split=split) / f"set_{fold}.csv"
+                   for split in ("train", "test")} for name in layouts]
+    chosen = next((c for c in candidates if any(p.is_file() for p in c.values())), candidates[0])
+    lists = _existing_lists(collector, chosen)
+    videos = _video_index(root / "Clip" / "original") if source == "original" else {}
     subjects = _dfew_subjects(collector, root / "subjects.csv")
     openface = root / "OpenFace"
     au_files = {p.stem: p for p in openface.glob("*.csv")} if openface.is_dir() else {}
@@ -170,15 +188,10 @@ def _video_index(directory: Path) -> dict[int, Path]:
 
 
 def _dfew_source(root: Path, clip_id: str, source: str, videos: dict[int, Path]) -> Path:
-    layouts = DFEW_FRAME_LAYOUTS if source == "auto" else (source,) if source != "original" else ()
-    for layout in layouts:
-        candidate = root / "Clip" / layout / clip_id
-        if candidate.is_dir():
-            return candidate
-    if int(clip_id) in videos:
-        return videos[int(clip_id)]
-    # Not found: name the place the user would look first; the collector reports it missing.
-    return root / "Clip" / ("original" if source == "original" else layouts[0]) / clip_id
+    """The clip's frames in the one chosen layout (or its video); a missing one is named there."""
+    if source == "original":
+        return videos.get(int(clip_id), root / "Clip" / "original" / clip_id)
+    return root / "Clip" / source / clip_id
 
 
 def _dfew_subjects(collector: ClipCollector, path: Path) -> dict[str, str]:
@@ -252,7 +265,8 @@ def load_ckplus(collector: ClipCollector, root: Path, *, split: str = "test",
                                "(set option contempt_as to map it)")
                 continue
             label = contempt if CKPLUS_LABELS[code] == "contempt" else EMOTIONS.index(CKPLUS_LABELS[code])
-            collector.add((label_files[0], 1), f"{subject}_{seq}", seq_dir, label, subject=subject, split=split)
+            collector.add((label_files[0], 1), f"{subject}_{seq}", seq_dir, label, subject=subject, split=split,
+                          neutral_onset=CKPLUS_NEUTRAL_ONSET)
 
 
 def _subdirs(directory: Path) -> list[Path]:

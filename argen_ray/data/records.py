@@ -27,6 +27,10 @@ class ClipRecord:
     au_csv: Path | None = None
     # Frame count when the loader learned it (frame directories, annotation files).
     num_frames: int | None = None
+    # Sequences that start at a neutral face (CK+: neutral -> apex): how many leading frames may
+    # serve as the subject's identity frame. ASI takes identities from them when a dataset has no
+    # neutral class.
+    neutral_onset: int | None = None
 
     @property
     def emotion(self) -> str:

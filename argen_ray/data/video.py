@@ -112,6 +112,49 @@ def read_video(source: str | os.PathLike, indices: list[int] | np.ndarray | None
     return np.stack([kept[i] for i in _check_indices(wanted, count, src)])
 
 
+def read_frames_skipping_bad(source: str | os.PathLike, indices: list[int] | np.ndarray
+                             ) -> tuple[np.ndarray, dict[int, str]]:
+    """Like `read_video`, but frames that cannot be decoded are left out and reported instead
+    of failing the clip: returns (the decodable frames in `indices` order, {index: why} for the
+    others). A clip with no decodable requested frame, or a missing one, still raises."""
+    src, files = _existing_frames(source)
+    idx = _check_indices(indices, len(files), src) if files is not None else np.asarray(indices, dtype=int).reshape(-1)
+    bad: dict[int, str] = {}
+    if files is not None:
+        decoded: dict[int, np.ndarray] = {}
+        for i in dict.fromkeys(idx.tolist()):
+            try:
+                decoded[i] = read_image(files[i])
+            except VideoReadError as exc:
+                bad[i] = str(exc)
+    else:
+        _check_video_file(src)
+        decoded = {}
+        try:
+            decoded, count = _decode(src, set(idx.tolist()))
+        except VideoReadError:
+            raise
+        except Exception as exc:  # a stream that breaks part-way: keep what decoded before the break
+            decoded = getattr(exc, "partial_frames", {})
+            reason = f"cannot decode video ({_short(exc)})"
+            count = None
+        else:
+            reason = None
+        if count is not None:
+            _check_indices(idx, count, src)
+        for i in idx.tolist():
+            if i not in decoded:
+                bad[i] = reason or f"{src}: frame {i} not decoded"
+    good = [decoded[i] for i in idx.tolist() if i in decoded]
+    if not good:
+        raise VideoReadError(f"{src}: none of the {len(idx)} requested frames can be decoded "
+                             f"(first: {next(iter(bad.values()), '?')})")
+    shapes = {f.shape for f in good}
+    if len(shapes) > 1:
+        raise VideoReadError(f"{src}: frames differ in size {sorted(shapes)}")
+    return np.stack(good), bad
+
+
 def _check_video_file(src: Path) -> None:
     if src.suffix.lower() not in VIDEO_SUFFIXES:
         raise VideoReadError(f"{src}: unknown video type {src.suffix!r} (expected one of {sorted(VIDEO_SUFFIXES)})")
@@ -134,6 +177,9 @@ def _decode(src: Path, wanted: set[int] | None) -> tuple[dict[int, np.ndarray], 
             count = i + 1
             if wanted is None or i in wanted:
                 kept[i] = _to_rgb(np.asarray(frame))
+    except Exception as exc:  # corrupt stream part-way: callers that skip bad frames keep these
+        exc.partial_frames = kept
+        raise
     finally:
         reader.close()
     return kept, count

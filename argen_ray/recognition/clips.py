@@ -17,7 +17,7 @@ from torch.utils.data import Dataset as TorchDataset
 from argen_ray.data.labels import LabelError, label_index
 from argen_ray.data.records import ClipRecord
 from argen_ray.data.sampling import segment_indices
-from argen_ray.data.video import VideoReadError, count_frames, read_video
+from argen_ray.data.video import VideoReadError, count_frames, read_frames_skipping_bad
 from argen_ray.recognition.models import RecognitionError
 
 # ImageNet statistics: the backbones' pretrained weights expect them, random ones do not mind.
@@ -56,8 +56,9 @@ class ClipDataset(TorchDataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         rec = self.records[i]
         rng = np.random.default_rng((self.seed, self.epoch, i)) if self.train else None
+        indices = segment_indices(self._num_frames(i), self.num_segments, self.train, rng)
         try:
-            frames = read_video(rec.source, segment_indices(self._num_frames(i), self.num_segments, self.train, rng))
+            frames = read_clip_frames(rec, indices)
         except VideoReadError as exc:
             raise RecognitionError(f"clip {rec.clip_id}: {exc}") from None
         x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
@@ -66,6 +67,25 @@ class ClipDataset(TorchDataset):
         if self.train and rng.random() < 0.5:
             x = x.flip(-1)
         return (x - MEAN) / STD, rec.label
+
+
+def read_clip_frames(rec: ClipRecord, indices) -> np.ndarray:
+    """The clip's frames at `indices`; a frame that cannot be decoded (a corrupt later frame that
+    passed the loader's quick check) is replaced by the nearest decodable one of the selection and
+    reported as a warning, so one bad frame never aborts training or evaluation."""
+    import warnings
+
+    indices = np.asarray(indices, dtype=int).reshape(-1)
+    frames, bad = read_frames_skipping_bad(rec.source, indices)
+    if not bad:
+        return frames
+    first_row: dict[int, int] = {}  # decodable clip index -> its row in `frames`
+    for row, j in enumerate(j for j in indices.tolist() if j not in bad):
+        first_row.setdefault(j, row)
+    warnings.warn(f"clip {rec.clip_id}: {len(bad)} undecodable frame(s) {sorted(bad)} replaced by their nearest "
+                  f"decodable neighbour ({next(iter(bad.values()))})", RuntimeWarning, stacklevel=2)
+    nearest = {j: first_row[min(first_row, key=lambda g: (abs(g - j), g))] for j in bad}
+    return np.stack([frames[first_row[j]] if j in first_row else frames[nearest[j]] for j in indices.tolist()])
 
 
 def read_generated_clips(manifest: str | os.PathLike) -> list[ClipRecord]:
