@@ -101,9 +101,7 @@ def _run_trial(params: dict, *, config_path: str | None, overrides: list[str], s
         final = dict(summary.history[-1]) if summary.history else {}
         final.pop("iteration", None)
         if summary.eval is not None:
-            final.update({f"eval_policy_{k}": v for k, v in summary.eval.policy.items()})
-            final.update({f"eval_random_{k}": v for k, v in summary.eval.random.items()})
-            final["objective"] = summary.eval.objective
+            final.update(summary.eval.flat_metrics())
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(summary.checkpoint)))
     finally:
         trainer.close()

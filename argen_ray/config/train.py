@@ -13,8 +13,9 @@ class TrainConfig(Section):
     iterations: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)      # B states (groups of G candidates) per update
     lr: float = Field(3e-3, gt=0)          # Adam
-    group_baseline: bool = False           # subtract the group mean of the group rewards
+    group_baseline: bool = True            # subtract the group mean of the group rewards
     entropy_coeff: float = Field(0.01, ge=0)
+    entropy_coeff_final: float | None = Field(None, ge=0)  # anneal c_H linearly to this over `iterations`
     embed_dim: int = Field(64, ge=4)       # d of the projections and the attention
     num_heads: int = Field(4, ge=1)
     # "generator": the generator's own text/image encoders (the paper); "minilm": MiniLM text
@@ -24,11 +25,14 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(2, ge=1)
     num_env_runners: int = Field(0, ge=0)  # 0: sample in the driver
     env_runner_num_cpus: float = Field(1.0, ge=0)
-    # 0: learn in the driver; 1: one remote learner (on a GPU when learner_num_gpus > 0).
-    # More learners would deal one-step episodes round-robin and split the groups.
-    num_learners: int = Field(0, ge=0, le=1)
+    # 0: learn in the driver; n: n remote learners (data-parallel; on GPUs when learner_num_gpus > 0).
+    # The env applies the group rule, so sharding the samples over learners never splits a group.
+    num_learners: int = Field(0, ge=0)
     learner_num_gpus: float = Field(0.0, ge=0)
     eval_states: int = Field(16, ge=0)     # held-out states: argmax policy vs random policy
+    # Where the action space has at most this many actions, the held-out evaluation scores every
+    # action on every held-out state (the per-state best, the best fixed action, exact random).
+    oracle_max_actions: int = Field(100, ge=0)
     max_states: int | None = Field(None, ge=1)  # cap on the states used (None: every prompt)
     # A generation or scoring call that failed because its actor (or node) died is retried this
     # often, backing off 1, 2, 4, 8, 8 s; an actor still restarting is waited for actor_timeout_s.
