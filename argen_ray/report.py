@@ -217,7 +217,7 @@ def write_run_report(cfg, state: dict) -> Path:
     report.heading("ARD: policy training")
     if train.get("eval"):
         ev = train["eval"]
-        keys = [k for k in ("score", "r_t", "r_q", "r_f", "r_e", "steps", "alpha", "beta", "nfe") if k in ev["policy"]]
+        keys = [k for k in ("score", "r_t", "r_q", "r_f", "r_e", "r_c", "steps", "alpha", "beta", "nfe") if k in ev["policy"]]
         rows = {"policy": ev["policy"]}
         if ev.get("oracle"):
             rows.update({"oracle (per-state best)": ev["oracle"], "best fixed action": ev["best_fixed"]})

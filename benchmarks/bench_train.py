@@ -58,7 +58,7 @@ def baseline_per_group(cfg, states, groups: int) -> tuple[float, float]:
         results = backend.generate(requests)
         t1 = time.perf_counter()
         for r, p in zip(results, params):
-            scorer.score(r.frames, states.images[i], p.steps)
+            scorer.score(r.frames, states.images[i], p.steps, states.rows[i].get("aus") or {})
         t2 = time.perf_counter()
         if g >= 0:
             gen_s, score_s = gen_s + t1 - t0, score_s + t2 - t1

@@ -93,7 +93,7 @@ def test_bad_input_and_bad_detector_are_clear_errors(ray_session, tmp_path):
 class _Crasher:
     """A scorer actor whose process dies on every video (restarted by Ray each time)."""
 
-    def score(self, frames, reference, steps):
+    def score(self, frames, reference, steps, target_aus=None):
         os._exit(1)
 
     def info(self) -> dict:

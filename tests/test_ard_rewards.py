@@ -11,9 +11,10 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from argen_ray.ard.rewards import (
-    FACE_DETECTORS, RewardInputError, RewardScorer, consecutive_ssim, gray_frames, group_rewards,
-    gray_std, laplacian_variance, register_face_detector,
+    FACE_DETECTORS, RewardInputError, RewardScorer, consecutive_ssim, expression_validity, gray_frames,
+    group_rewards, gray_std, laplacian_variance, register_face_detector,
 )
+from argen_ray.asi.au import AU_NAMES
 from argen_ray.config.reward import RewardConfig
 from argen_ray.data.video import read_video
 
@@ -147,6 +148,105 @@ def test_a_pluggable_detector_with_probabilities_drives_face_presence(smile_vide
         FACE_DETECTORS.pop("test-confidence")
 
 
+# --------------------------------------------------------------------------- R_c (DESIGN 2.5)
+def _trajectory(amplitudes: dict[str, list[float]], frames: int, seed: int = 0) -> np.ndarray:
+    """(F, 17) AU readings relative to the reference: the given AUs follow their curves, every
+    AU gets +-0.1 landmark jitter (the neutral noise level of the landmark backend)."""
+    rel = np.random.default_rng(seed).uniform(-0.1, 0.1, (frames, len(AU_NAMES)))
+    for name, curve in amplitudes.items():
+        rel[:, AU_NAMES.index(name)] += curve
+    return rel
+
+
+SURPRISE = {"AU01": 0.8, "AU02": 0.8, "AU05": 0.6, "AU26": 0.4}  # prompts.jsonl `aus` of a surprise prompt
+
+
+def test_validity_ranks_held_targets_above_transient_half_and_wrong_aus():
+    F = 16  # L = 4
+    onset = np.array([0, 0.25, 0.5, 0.75] + [1.0] * 12)   # reaches the apex at frame 3 and holds it
+    blip = np.array([0, 0, 0.5, 1, 0] + [0] * 11)          # back to neutral in 1 frame < L
+    held = _trajectory({a: 5 * i * onset for a, i in SURPRISE.items()}, F)
+    transient = _trajectory({a: 5 * i * blip for a, i in SURPRISE.items()}, F)
+    half = _trajectory({a: 2.5 * i * onset for a, i in SURPRISE.items()}, F)
+    wrong = _trajectory({a: 5 * 0.7 * onset for a in ("AU12", "AU06", "AU15", "AU09")}, F)
+    scores = {name: expression_validity(rel, AU_NAMES, SURPRISE)[0]
+              for name, rel in (("held", held), ("transient", transient), ("half", half), ("wrong", wrong))}
+    assert scores["held"] > 0.9
+    assert scores["held"] > scores["transient"] + 0.3
+    assert scores["held"] > scores["half"] + 0.3
+    assert scores["held"] > scores["wrong"] + 0.9 and scores["wrong"] == 0.0
+
+
+def test_validity_hand_computed_value():
+    names = ["AU01", "AU12", "AU25", "AU45"]
+    rel = np.array([  # F = 8 -> L = 2
+        # AU01 AU12 AU25 AU45
+        [0.0, 0.0, -1.0, 0.0],
+        [0.0, 1.0, -1.0, 0.0],
+        [1.0, 2.0, -1.0, 0.0],
+        [1.0, 3.0, -1.0, 0.0],
+        [0.0, np.nan, np.nan, np.nan],  # no face read in this frame: no expression shown
+        [0.0, 2.0, -1.0, 2.5],
+        [0.0, 0.0, -1.0, 2.5],
+        [0.0, 0.0, -1.0, 0.0],
+    ])
+    targets = {"AU12": 0.8, "AU25": 0.5, "AU16": 0.4}  # AU16 is not read by this estimator
+    r_c, info = expression_validity(rel, names, targets)
+    # D_AU12 = max over pairs of (d_f + d_f+1)/2 = (2 + 3)/2 = 2.5 -> min(1, 2.5/(0.8*5)) = 0.625
+    # D_AU25 = 0 (only drops) -> 0;  U read = {AU12, AU25}: mean 0.3125
+    # non-target: D_AU01 = 1 -> 0.2; D_AU45 = 2.5 -> 0.5; mean 0.35, times mu = 0.5 -> 0.175
+    assert r_c == pytest.approx(0.3125 - 0.175)
+    assert info["rc_hold_frames"] == 2
+    assert info["rc_apex"] == pytest.approx({"AU12": 2.5, "AU25": 0.0})
+    assert info["rc_targets_unread"] == ["AU16"]
+    # clip to [0, 1]: non-target motion alone cannot go below 0; no readable target -> 0
+    assert expression_validity(rel, names, {"AU25": 1.0})[0] == 0.0
+    assert expression_validity(rel, names, {"AU16": 1.0})[0] == 0.0
+    assert expression_validity(np.full((4, 2), 9.0), ["AU01", "AU12"], {"AU01": 0.2, "AU12": 0.2})[0] == 1.0
+
+
+def _hold_and_blip(smile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Real frames of one person: neutral then the full smile held (12 of 16 frames), and the
+    same smile shown for one frame between neutral frames (back to neutral within L = 4)."""
+    neutral, apex = smile[:4], smile[-1]
+    held = np.concatenate([neutral, np.repeat(apex[None], 12, axis=0)])
+    blip = np.concatenate([neutral, apex[None], np.repeat(neutral[-1:], 11, axis=0)])
+    return held, blip
+
+
+def test_validity_on_real_smile_frames_rewards_the_held_target(smile_video):
+    scorer = RewardScorer(RewardConfig(w_e=0, w_c=0.5), T_MAX)
+    held, blip = _hold_and_blip(smile_video)
+    smile = {"AU06": 0.6, "AU12": 0.8}      # happiness: what the clip actually shows
+    brows = {"AU01": 0.8, "AU02": 0.8}      # surprise brows: the clip moves other AUs instead
+    r_held = scorer.score(held, steps=5, target_aus=smile)
+    r_blip = scorer.score(blip, steps=5, target_aus=smile)
+    r_wrong = scorer.score(held, steps=5, target_aus=brows)
+    assert r_held["r_c"] > r_blip["r_c"] + 0.2
+    assert r_held["r_c"] > r_wrong["r_c"] + 0.2
+    assert r_held["rc_apex"]["AU12"] > 1.0 and r_held["rc_hold_frames"] == 4
+    assert r_held["score"] == pytest.approx(0.25 * (r_held["r_t"] + r_held["r_q"] + r_held["r_f"])
+                                            + 0.5 * r_held["r_c"])
+    assert r_held["r_e"] is None and r_held["weights"]["w_c"] == 0.5
+    json.dumps(r_held)
+
+
+def test_validity_weight_zero_is_the_papers_score_and_bad_targets_are_named(scorer, smile_video):
+    clip = smile_video[:6]
+    paper = scorer.score(clip, steps=10)  # default config: w_c = 0, no target AUs needed
+    assert paper["r_c"] is None
+    assert paper["score"] == pytest.approx(0.25 * (paper["r_t"] + paper["r_q"] + paper["r_f"] + paper["r_e"]))
+    with_c = RewardScorer(RewardConfig(w_c=0.5), T_MAX)
+    assert with_c.score(clip, steps=10, target_aus={"AU12": 0.5})["score"] == pytest.approx(
+        paper["score"] + 0.5 * with_c.score(clip, steps=10, target_aus={"AU12": 0.5})["r_c"])
+    with pytest.raises(RewardInputError, match=r"target_aus .* is required when reward.w_c > 0"):
+        with_c.score(clip, steps=10)
+    with pytest.raises(RewardInputError, match=r"intensity of AU12 must be in \(0, 1\]"):
+        with_c.score(clip, steps=10, target_aus={"AU12": 3.0})
+    with pytest.raises(RewardInputError, match="AU name 'smile' must look like AU01"):
+        with_c.score(clip, steps=10, target_aus={"smile": 0.5})
+
+
 # --------------------------------------------------------------------------- group rule
 @pytest.mark.parametrize("scores,k,expected", [
     ([0.9, 0.1, 0.5, 0.3], 2, [0.9, -0.1, 0.5, -0.1]),       # plain top-2 of G=4
@@ -191,7 +291,7 @@ def test_bad_reference_batch_and_config_are_named_errors(scorer_no_au):
     video = np.zeros((4, 32, 32, 3), np.uint8)
     with pytest.raises(RewardInputError, match="reference image: frames must be uint8"):
         scorer_no_au.score(video, reference=np.zeros((32, 32, 3), np.float64), steps=5)
-    with pytest.raises(RewardInputError, match="2 videos need as many references and steps"):
+    with pytest.raises(RewardInputError, match="2 videos need as many references, steps and target AU sets"):
         scorer_no_au.score_many([video, video], steps=[5])
     with pytest.raises(RewardInputError, match="reward.face_detector: unknown detector 'nope'"):
         RewardScorer(RewardConfig(face_detector="nope"), T_MAX)

@@ -56,9 +56,10 @@ class ScorerActor:
         self.scorer = RewardScorer(cfg, max_steps)
         self.scored = 0
 
-    def score(self, frames: np.ndarray, reference: np.ndarray | None, steps: int) -> dict:
+    def score(self, frames: np.ndarray, reference: np.ndarray | None, steps: int,
+              target_aus: dict | None = None) -> dict:
         self.scored += 1
-        return self.scorer.score(frames, reference, steps)
+        return self.scorer.score(frames, reference, steps, target_aus)
 
     def info(self) -> dict:
         """Process id and videos scored since this (re)start: health checks and tests."""
@@ -101,12 +102,16 @@ class ScorerPool:
         return cls(actors, cfg.reward, cfg.ray.namespace)
 
     def iter_scores(self, videos: Sequence, references: Sequence | None = None,
-                    steps: Sequence[int] | None = None) -> Iterator[tuple[int, dict]]:
-        """Yield (video index, score dict) as scores arrive; crashed actors' videos are rescored."""
+                    steps: Sequence[int] | None = None,
+                    target_aus: Sequence[dict] | None = None) -> Iterator[tuple[int, dict]]:
+        """Yield (video index, score dict) as scores arrive; crashed actors' videos are rescored.
+
+        `target_aus`: each video's prompt AUs (prompts.jsonl `aus`), needed for R_c (reward.w_c > 0).
+        """
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
-        references, steps = check_batch(videos, references, steps)
+        references, steps, target_aus = check_batch(videos, references, steps, target_aus)
         for i, video in enumerate(videos):
             check_video(video, f"video {i}", min_side=self.cfg.ssim_window)
         # Each video goes into the object store once: rescoring re-sends only its reference.
@@ -123,7 +128,8 @@ class ScorerPool:
         ready_at = [0.0] * n    # a crashed actor takes work again from then on
 
         def submit(index: int, actor: int) -> None:
-            ref = self.actors[actor].score.remote(video_refs[index], references[index], steps[index])
+            ref = self.actors[actor].score.remote(video_refs[index], references[index], steps[index],
+                                                  target_aus[index])
             in_flight[ref] = (index, actor)
             load[actor] += 1
 
@@ -197,13 +203,14 @@ class ScorerPool:
         return f"scorer actor {actor}"
 
     def score_many(self, videos: Sequence, references: Sequence | None = None,
-                   steps: Sequence[int] | None = None, progress: bool = False) -> list[dict]:
+                   steps: Sequence[int] | None = None, progress: bool = False,
+                   target_aus: Sequence[dict] | None = None) -> list[dict]:
         """Score every video on the pool; results in input order (same dicts as `RewardScorer`)."""
         from tqdm.auto import tqdm
 
         results: list[dict | None] = [None] * len(videos)
         with tqdm(total=len(videos), desc="scoring", unit="video", disable=not progress) as bar:
-            for index, result in self.iter_scores(videos, references, steps):
+            for index, result in self.iter_scores(videos, references, steps, target_aus):
                 results[index] = result
                 bar.update(1)
         return results  # type: ignore[return-value]

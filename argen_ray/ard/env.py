@@ -29,15 +29,15 @@ from argen_ray.ard.states import StateSet
 from argen_ray.errors import ArgenError
 
 # Per-candidate values reported in the step infos (and logged per iteration).
-CANDIDATE_FIELDS = ("score", "r_t", "r_q", "r_f", "r_e", "nfe", "steps", "alpha", "beta")
+CANDIDATE_FIELDS = ("score", "r_t", "r_q", "r_f", "r_e", "r_c", "nfe", "steps", "alpha", "beta")
 # Per-group wall times (seconds) of the batched generator call and of scoring the G videos.
 GROUP_TIMINGS = ("generate_s", "score_s")
 
 
 def field_means(rows: list[dict], fields: tuple[str, ...] = CANDIDATE_FIELDS) -> dict[str, float]:
     """Mean of each field over the rows where it has a value; a field no row has a value for is
-    left out. A reward component with weight 0 is not computed (`r_e` is None when
-    reward.w_e = 0), so it is skipped, never averaged as a number."""
+    left out. A reward component with weight 0 is not computed (`r_e` / `r_c` is None when
+    reward.w_e / w_c = 0), so it is skipped, never averaged as a number."""
     out = {}
     for name in fields:
         values = [float(r[name]) for r in rows if r.get(name) is not None]
@@ -142,12 +142,14 @@ class CandidateEvaluator:
         results = self._with_retries("generation", lambda: self.generators.generate(requests))
         t1 = time.perf_counter()
         scores = self._with_retries("scoring", lambda: self.scorers.score_many(
-            [r.frames for r in results], [states.images[i] for i in indices], [p.steps for p in params]))
+            [r.frames for r in results], [states.images[i] for i in indices], [p.steps for p in params],
+            target_aus=[r.aus for r in requests]))
         t2 = time.perf_counter()
         out = []
         for i, p, result, score in zip(indices, params, results, scores):
             out.append({"prompt_id": states.rows[i]["prompt_id"], "score": score["score"], "r_t": score["r_t"],
-                        "r_q": score["r_q"], "r_f": score["r_f"], "r_e": score["r_e"], "nfe": result.nfe,
+                        "r_q": score["r_q"], "r_f": score["r_f"], "r_e": score["r_e"], "r_c": score["r_c"],
+                        "nfe": result.nfe,
                         "steps": p.steps, "alpha": p.alpha, "beta": p.beta,
                         "generate_s": t1 - t0, "score_s": t2 - t1})
         return out

@@ -1,4 +1,5 @@
-"""The reward suite of ARD (DESIGN 2.3): efficiency, quality, face presence, expression amplitude.
+"""The reward suite of ARD (DESIGN 2.3, 2.5): efficiency, quality, face presence, expression
+amplitude and expression validity.
 
 For a video V = (v_1 ... v_F) generated with T_a sampling steps:
 
@@ -9,7 +10,11 @@ For a video V = (v_1 ... v_F) generated with T_a sampling steps:
 - `R_f = mean_f p_f`, p_f a face detector's face-presence probability (Haar: 0 or 1)
 - `R_e = 1 - min(1, mean_f ||AU_f - AU_ref||_2 / A_max)`, AUs relative to the clip's own
   reference image (landmark AU readings are only trustworthy within one person)
-- `S = w_t R_t + w_q R_q + w_f R_f + w_e R_e`
+- `R_c` (DESIGN 2.5, expression validity): U = the prompt's target AUs with intensities
+  i_a in (0, 1], A = 5, L = ceil(F / 4); d_a(f) = max(0, AU_a(v_f) - AU_a(ref)), D_a = the largest
+  mean of d_a over L consecutive frames (the apex, held);
+  `R_c = clip(mean_{a in U} min(1, D_a / (i_a A)) - mu * mean_{a not in U} min(1, D_a / A), 0, 1)`
+- `S = w_t R_t + w_q R_q + w_f R_f + w_e R_e + w_c R_c` (w_c = 0 is the paper's score)
 
 Every score comes back with its components and per-frame details, so training logs and the
 manifest can show why a video scored as it did. Work shared by the components is done once per
@@ -137,6 +142,56 @@ def frame_quality(gray: np.ndarray, kappa: float, contrast_norm: float) -> dict[
             "quality": 0.5 * (sharp + contrast)}
 
 
+def check_target_aus(target_aus, what: str = "target_aus") -> dict[str, float]:
+    """The prompt's target AUs as {"AU01": i_a} with i_a in (0, 1] ("AU1" is read as "AU01")."""
+    if not isinstance(target_aus, dict):
+        raise RewardInputError(f"{what}: expected a mapping of AU names to intensities in (0, 1], "
+                               f"got {type(target_aus).__name__}")
+    out = {}
+    for name, value in target_aus.items():
+        digits = str(name).upper().removeprefix("AU")
+        if not digits.isdigit():
+            raise RewardInputError(f"{what}: AU name {name!r} must look like AU01")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value <= 1:
+            raise RewardInputError(f"{what}: intensity of {name} must be in (0, 1] (a fraction of the AU's "
+                                   f"maximum, as prompts.jsonl `aus` holds it), got {value!r}")
+        out[f"AU{int(digits):02d}"] = float(value)
+    return out
+
+
+def expression_validity(relative: np.ndarray, names: Sequence[str], target_aus: dict[str, float],
+                        au_scale: float = 5.0, mu: float = 0.5) -> tuple[float, dict]:
+    """R_c of DESIGN 2.5 from AU readings relative to the reference, and what it saw.
+
+    Args:
+        relative: (F, len(names)) AU_a(v_f) - AU_a(ref); NaN where a frame or the reference has
+            no face. An unread frame shows no expression (d = 0), so a policy cannot earn
+            validity by making faces unreadable.
+        names: the AUs the estimator reads; target AUs it does not read (e.g. AU16 for the
+            landmark backend) are left out of U and reported in `rc_targets_unread`.
+        target_aus: U, {AU name: i_a in (0, 1]} (`check_target_aus`).
+        au_scale: A, the estimator's full scale (5 on OpenFace's).
+        mu: the weight of non-target motion.
+
+    Returns (R_c, info) with the apex D_a of every target AU and the hold length L.
+    """
+    rel = np.asarray(relative, dtype=np.float64)
+    frames = rel.shape[0]
+    hold = math.ceil(frames / 4)
+    lift = np.nan_to_num(np.maximum(rel, 0.0), nan=0.0)          # d_a(f)
+    sums = np.cumsum(np.vstack([np.zeros((1, rel.shape[1])), lift]), axis=0)
+    apex = ((sums[hold:] - sums[:-hold]) / hold).max(axis=0)    # D_a: best mean over L frames
+    index = {n: j for j, n in enumerate(names)}
+    targets = [a for a in target_aus if a in index]
+    others = [j for n, j in index.items() if n not in target_aus]
+    reached = np.mean([min(1.0, apex[index[a]] / (target_aus[a] * au_scale)) for a in targets]) if targets else 0.0
+    stray = np.mean(np.minimum(1.0, apex[others] / au_scale)) if others else 0.0
+    r_c = float(np.clip(reached - mu * stray, 0.0, 1.0))
+    return r_c, {"rc_hold_frames": hold, "rc_target_reached": float(reached), "rc_nontarget_motion": float(stray),
+                 "rc_apex": {a: float(apex[index[a]]) for a in targets},
+                 "rc_targets_unread": sorted(a for a in target_aus if a not in index)}
+
+
 def _floats(values: np.ndarray) -> list:
     """Per-frame values as JSON-ready floats (None where undefined, e.g. no face for AUs)."""
     return [None if not math.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
@@ -162,9 +217,9 @@ class RewardScorer:
         self.cfg = cfg
         self.max_steps = int(max_steps)
         self.face_detector = FACE_DETECTORS[cfg.face_detector](cfg)
-        # R_e with weight 0 is not computed at all: AU estimation is the costliest part.
+        # R_e and R_c with weight 0 are not computed at all: AU estimation is costly.
         self.au_estimator = None
-        if cfg.w_e > 0:
+        if cfg.w_e > 0 or cfg.w_c > 0:
             from argen_ray.asi.au import get_au_estimator
 
             try:
@@ -197,8 +252,9 @@ class RewardScorer:
                                    f"for {len(frames)} frames")
         return float(probs.mean()), probs
 
-    def expression(self, frames: np.ndarray, reference: np.ndarray) -> tuple[float, np.ndarray, dict]:
-        """R_e from AU distances of every frame to the reference image's AUs (same person)."""
+    def read_relative_aus(self, frames: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, list, bool]:
+        """(F, AUs) readings of every frame minus the reference image's (same person), the AU
+        names and whether the reference was read; shared by R_e and R_c."""
         if reference.shape == frames.shape[1:]:  # one estimator call over reference + clip
             reading = self.au_estimator.estimate(np.concatenate([reference[None], frames]))
             relative = reading.relative(0)[1:]
@@ -209,6 +265,10 @@ class RewardScorer:
             reading = self.au_estimator.estimate(frames)
             relative = reading.relative(ref_vector)
             reference_read = bool(ref_reading.face_found[0])
+        return relative, list(reading.names), reference_read
+
+    def expression(self, relative: np.ndarray, names: list, reference_read: bool) -> tuple[float, np.ndarray, dict]:
+        """R_e from AU distances of every frame to the reference image's AUs (same person)."""
         dist = np.linalg.norm(relative, axis=1)  # NaN where the frame or the reference has no face
         readable = np.isfinite(dist)
         if readable.any():
@@ -216,13 +276,17 @@ class RewardScorer:
             r_e = 1.0 - min(1.0, mean_dist / self.cfg.au_max)
         else:
             mean_dist, r_e = float("nan"), float(self.cfg.au_unreadable_reward)
-        info = {"au_names": list(reading.names), "au_frames_read": int(readable.sum()),
+        info = {"au_names": names, "au_frames_read": int(readable.sum()),
                 "au_reference_read": reference_read,
                 "au_mean_distance": None if not math.isfinite(mean_dist) else mean_dist}
         return r_e, dist, info
 
     # -- the public calls ---------------------------------------------------------------------
-    def score(self, frames, reference=None, steps: int | None = None) -> dict:
+    def validity(self, relative: np.ndarray, names: list, target_aus: dict[str, float]) -> tuple[float, dict]:
+        """R_c (DESIGN 2.5) of the clip against the prompt's target AUs."""
+        return expression_validity(relative, names, target_aus, self.cfg.rc_au_scale, self.cfg.rc_mu)
+
+    def score(self, frames, reference=None, steps: int | None = None, target_aus: dict | None = None) -> dict:
         """Score one video.
 
         Args:
@@ -230,9 +294,12 @@ class RewardScorer:
             reference: the identity image the clip was generated from (H', W', 3) uint8;
                 None uses frame 0 (generated clips start with their reference).
             steps: T_a, the sampling steps the action used.
+            target_aus: the prompt's target AUs {AU name: intensity in (0, 1]} (prompts.jsonl
+                `aus`); required when reward.w_c > 0.
 
         Returns a JSON-ready dict: `score`, `r_t`, `r_q`, `r_q_quality`, `r_q_temporal`, `r_f`,
-        `r_e` (None when w_e = 0), `weights`, `steps`, `num_frames`, AU bookkeeping, and
+        `r_e` (None when w_e = 0), `r_c` (None when w_c = 0), `weights`, `steps`, `num_frames`,
+        AU and R_c bookkeeping, and
         `per_frame` lists (laplacian_var, sharpness, contrast, quality, ssim_next [F-1],
         face_prob, au_distance [None where no face was read]).
         """
@@ -242,42 +309,55 @@ class RewardScorer:
         ref = frames[0] if reference is None else check_video(np.asarray(reference)[None], "reference image",
                                                                 min_frames=1, min_side=1)[0]
         cfg = self.cfg
+        if cfg.w_c > 0:
+            if target_aus is None:
+                raise RewardInputError("target_aus (the prompt's `aus`) is required when reward.w_c > 0 (R_c)")
+            target_aus = check_target_aus(target_aus)
         r_t = self.efficiency(steps)
         gray = gray_frames(frames)
         q_parts, q_frames = self.quality(gray)
         r_f, face_prob = self.face_presence(frames, gray)
-        result = {"r_t": r_t, **q_parts, "r_f": r_f, "r_e": None}
+        result = {"r_t": r_t, **q_parts, "r_f": r_f, "r_e": None, "r_c": None}
         per_frame = {**{k: _floats(v) for k, v in q_frames.items()}, "face_prob": _floats(face_prob)}
         score = cfg.w_t * r_t + cfg.w_q * q_parts["r_q"] + cfg.w_f * r_f
         if self.au_estimator is not None:
-            r_e, au_dist, au_info = self.expression(frames, ref)
-            result["r_e"] = r_e
-            result.update(au_info)
-            per_frame["au_distance"] = _floats(au_dist)
-            score += cfg.w_e * r_e
+            relative, names, reference_read = self.read_relative_aus(frames, ref)
+            if cfg.w_e > 0:
+                r_e, au_dist, au_info = self.expression(relative, names, reference_read)
+                result["r_e"] = r_e
+                result.update(au_info)
+                per_frame["au_distance"] = _floats(au_dist)
+                score += cfg.w_e * r_e
+            if cfg.w_c > 0:
+                r_c, rc_info = self.validity(relative, names, target_aus)
+                result.update(r_c=r_c, rc_targets=target_aus, **rc_info)
+                score += cfg.w_c * r_c
         result.update(score=float(score), steps=int(steps), num_frames=int(len(frames)),
-                      weights={"w_t": cfg.w_t, "w_q": cfg.w_q, "w_f": cfg.w_f, "w_e": cfg.w_e},
+                      weights={"w_t": cfg.w_t, "w_q": cfg.w_q, "w_f": cfg.w_f, "w_e": cfg.w_e, "w_c": cfg.w_c},
                       per_frame=per_frame)
         return result
 
     def score_many(self, videos: Sequence, references: Sequence | None = None,
-                   steps: Sequence[int] | None = None) -> list[dict]:
+                   steps: Sequence[int] | None = None, target_aus: Sequence[dict] | None = None) -> list[dict]:
         """Score several videos in this process (the ScorerActor pool spreads them over actors)."""
-        references, steps = check_batch(videos, references, steps)
-        return [self.score(v, r, s) for v, r, s in zip(videos, references, steps)]
+        references, steps, target_aus = check_batch(videos, references, steps, target_aus)
+        return [self.score(v, r, s, a) for v, r, s, a in zip(videos, references, steps, target_aus)]
 
 
-def check_batch(videos: Sequence, references: Sequence | None, steps: Sequence[int] | None) -> tuple[list, list]:
-    """References (None -> frame 0 each) and steps matched one-to-one with `videos`."""
+def check_batch(videos: Sequence, references: Sequence | None, steps: Sequence[int] | None,
+                target_aus: Sequence[dict] | None = None) -> tuple[list, list, list]:
+    """References (None -> frame 0 each), steps and target AUs (None -> none given) matched
+    one-to-one with `videos`."""
     n = len(videos)
     references = [None] * n if references is None else list(references)
+    target_aus = [None] * n if target_aus is None else list(target_aus)
     if steps is None:
         raise RewardInputError("steps (one T_a per video) is required")
     steps = list(steps)
-    if len(references) != n or len(steps) != n:
-        raise RewardInputError(f"{n} videos need as many references and steps, got {len(references)} "
-                               f"references and {len(steps)} steps")
-    return references, steps
+    if len(references) != n or len(steps) != n or len(target_aus) != n:
+        raise RewardInputError(f"{n} videos need as many references, steps and target AU sets, got "
+                               f"{len(references)} references, {len(steps)} steps and {len(target_aus)} target AU sets")
+    return references, steps, target_aus
 
 
 def group_rewards(scores: Sequence[float], k: int, delta: float) -> list[float]:

@@ -272,7 +272,7 @@ def plot_reward_curve(history: list[dict], target: Path) -> Path:
 
     its = [h["iteration"] for h in history]
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name, style in (("score", "k-"), ("r_t", "C0--"), ("r_q", "C1--"), ("r_f", "C2--"), ("r_e", "C3--")):
+    for name, style in (("score", "k-"), ("r_t", "C0--"), ("r_q", "C1--"), ("r_f", "C2--"), ("r_e", "C3--"), ("r_c", "C5--")):
         if any(name in h for h in history):
             ax.plot(its, [h.get(name, np.nan) for h in history], style, label=name, lw=2 if name == "score" else 1)
     ax.set_xlabel("iteration")
@@ -394,7 +394,7 @@ class PolicyTrainer:
                                   "beta": list(cfg.generator.action_space.beta)},
                 "state_encoder": cfg.train.state_encoder, "encoder_id": self.train_states.encoder_id,
                 "generator_backend": cfg.generator.backend, "generator_model": cfg.generator.model,
-                "iteration": iteration, "reward_weights": {k: getattr(cfg.reward, k) for k in ("w_t", "w_q", "w_f", "w_e")}}
+                "iteration": iteration, "reward_weights": {k: getattr(cfg.reward, k) for k in ("w_t", "w_q", "w_f", "w_e", "w_c")}}
         module.net.eval()
         return PolicyHandle(module.net, meta, "training")
 

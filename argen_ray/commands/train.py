@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"checkpoint: {summary.checkpoint}\npolicy:     {summary.policy_path}")
     if summary.eval is not None:
         table = Table(title=f"held-out evaluation ({summary.eval.num_states} states)")
-        columns = {"score": "score", "r_t": "R_t", "r_q": "R_q", "r_f": "R_f", "r_e": "R_e", "steps": "T",
-                   "alpha": "alpha", "beta": "beta", "nfe": "NFE"}
+        columns = {"score": "score", "r_t": "R_t", "r_q": "R_q", "r_f": "R_f", "r_e": "R_e", "r_c": "R_c",
+                   "steps": "T", "alpha": "alpha", "beta": "beta", "nfe": "NFE"}
         table.add_column("policy")
         for label in columns.values():
             table.add_column(label, justify="right")

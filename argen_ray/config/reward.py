@@ -7,7 +7,7 @@ from argen_ray.config.base import Section
 
 
 class RewardConfig(Section):
-    # S = w_t R_t + w_q R_q + w_f R_f + w_e R_e (Tune sweeps these).
+    # S = w_t R_t + w_q R_q + w_f R_f + w_e R_e + w_c R_c (Tune sweeps these).
     w_t: float = Field(0.25, ge=0)
     w_q: float = Field(0.25, ge=0)
     w_f: float = Field(0.25, ge=0)
@@ -22,6 +22,11 @@ class RewardConfig(Section):
     haar_scale_factor: float = Field(1.1, gt=1)
     haar_min_neighbors: int = Field(4, ge=0)
     haar_min_size_frac: float = Field(0.15, gt=0, le=1)  # smallest face side / min(H, W)
+    # R_c (DESIGN 2.5, expression validity): did the clip reach and hold the prompt's target AUs
+    # without moving others? 0 reproduces the paper's score; the presets turn it on.
+    w_c: float = Field(0.0, ge=0)
+    rc_au_scale: float = Field(5.0, gt=0)        # A, the AU estimator's full scale (OpenFace: 5)
+    rc_mu: float = Field(0.5, ge=0)              # mu, the weight of non-target AU motion
     # R_e = 1 - min(1, mean_f ||AU_f - AU_ref|| / au_max); AUs from a registered estimator.
     au_backend: str = "landmark"
     # A_max, in the AU backend's units (17 OpenFace AUs, 0-5 each). Measured with the landmark

@@ -140,7 +140,7 @@ class GenerationService:
         t1 = time.perf_counter()
         rewards = None
         if score:
-            rewards = self.scorer.score(result.frames, image, steps)
+            rewards = self.scorer.score(result.frames, image, steps, request.aus)
             rewards.pop("per_frame", None)
         t2 = time.perf_counter()
         mp4 = encode_mp4_bytes(result.frames, fps=g.fps)
