@@ -115,3 +115,18 @@ def test_greedy_policy_picks_the_best_action_in_at_least_90_percent_of_states(ra
     # The raw score is logged next to the group reward (which is ~0 with the group-mean baseline).
     assert abs(result["env_runners"]["episode_return_mean"]) < 0.05
     assert result["argen"]["score"] > first["argen"]["score"] + 0.05
+
+
+@pytest.mark.slow
+def test_two_learners_train_the_bandit_on_shards_of_the_groups(ray_local):
+    """`num_learners: 2` (two remote CPU learners, data-parallel): RLlib deals the one-step episodes
+    to the learners round-robin, which splits groups; the env's group rewards keep it correct."""
+    algo = build_bandit_algo(num_learners=2)
+    try:
+        for _ in range(60):
+            result = algo.train()
+        hits = greedy_hits(algo)
+    finally:
+        algo.stop()
+    assert result["argen"]["groups"] == 16
+    assert hits >= 0.9, hits

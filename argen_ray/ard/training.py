@@ -40,7 +40,7 @@ from argen_ray.errors import ArgenError
 from argen_ray.io import JsonlStore, atomic_write_json
 
 CHECKPOINT_MARKER = "argen_state.json"
-LEARNER_METRICS = tuple(f"entropy_{h}" for h in HEADS) + ("policy_loss", "advantage_mean")
+LEARNER_METRICS = tuple(f"entropy_{h}" for h in HEADS) + ("entropy_coeff", "policy_loss", "advantage_mean")
 
 
 class TrainingError(ArgenError):
@@ -140,6 +140,7 @@ class EvalResult:
     best_fixed: dict[str, float] | None = None   # the one action with the best mean over the states
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # named settings, e.g. constant w
     num_actions: int | None = None               # actions scored per state (None: sampled evaluation)
+    actions: list[dict] | None = None            # the order of each state's "scores" in `per_state`
 
     @property
     def regret(self) -> float | None:
@@ -171,7 +172,7 @@ class EvalResult:
     def to_json(self) -> dict:
         return {"policy": self.policy, "random": self.random, "oracle": self.oracle, "best_fixed": self.best_fixed,
                 "baselines": self.baselines, "regret": self.regret, "oracle_fraction": self.oracle_fraction,
-                "num_actions": self.num_actions, "objective": self.objective, "num_states": self.num_states,
+                "num_actions": self.num_actions, "actions": self.actions, "objective": self.objective, "num_states": self.num_states,
                 "per_state": self.per_state}
 
 
@@ -223,7 +224,8 @@ def evaluate_policy(cfg: Config, policy: PolicyHandle, states: StateSet, evaluat
             random_rows.extend(rows)
             best_rows.append(best)
             entry = {"best_action": _action_values(best), "best_score": best["score"],
-                     "regret": best["score"] - mine["score"], "random_score": float(scores.mean())}
+                     "regret": best["score"] - mine["score"], "random_score": float(scores.mean()),
+                     "scores": scores.tolist()}  # every action's score, in `EvalResult.actions` order
         else:
             draws = np.stack([rng.integers(n, size=cfg.reward.group_size) for n in nvec], axis=-1)
             rows = evaluator.evaluate(states, [i] * (1 + len(draws)), np.concatenate([greedy[i:i + 1], draws]),
@@ -238,27 +240,27 @@ def evaluate_policy(cfg: Config, policy: PolicyHandle, states: StateSet, evaluat
                           "policy_score": mine["score"], **entry,
                           **{f"{name}_score": rows_[-1]["score"] for name, rows_ in baseline_rows.items()}})
     pol = _means(policy_rows)
-    result = EvalResult(pol, _means(random_rows), objective_score(cfg, pol) - cfg.train.nfe_cost * pol["nfe"],
+    result = EvalResult(pol, _means(random_rows), objective_score(cfg, pol),
                         len(states), per_state, baselines={k: _means(v) for k, v in baseline_rows.items()})
     if oracle:
         fixed = int(np.mean([[r["score"] for r in rows] for rows in table], axis=0).argmax())
         result.oracle, result.best_fixed = _means(best_rows), _means([rows[fixed] for rows in table])
         result.num_actions = num_actions
+        result.actions = [_action_values(r) for r in table[0]]
         for entry, rows in zip(per_state, table):
             entry["fixed_score"] = rows[fixed]["score"]
     return result
 
 
 def objective_score(cfg: Config, means: dict[str, float]) -> float:
-    """The held-out score under `train.objective_weights` (the run's own score when unset)."""
-    weights = cfg.train.objective_weights
-    if weights is None:
-        return means["score"]
-    missing = [w for w, v in weights.items() if v and f"r_{w[2:]}" not in means]
-    if missing:
-        raise TrainingError(f"train.objective_weights weighs {missing} but this run did not compute "
-                            f"{[f'r_{w[2:]}' for w in missing]} (its reward weight is 0)")
-    return float(sum(v * means[f"r_{w[2:]}"] for w, v in weights.items() if v))
+    """The held-out objective: the mean `train.objective` component of the policy's clips (R_c,
+    expression validity, by default: the same yardstick whatever the reward weights) minus
+    `train.nfe_cost` per NFE."""
+    name = cfg.train.objective
+    if name not in means:
+        raise TrainingError(f"train.objective={name} but this run did not compute {name} "
+                            f"(reward.w_{name[2:]} = 0 switches it off)")
+    return float(means[name]) - cfg.train.nfe_cost * float(means["nfe"])
 
 
 def plot_reward_curve(history: list[dict], target: Path) -> Path:
