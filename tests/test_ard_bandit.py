@@ -1,10 +1,10 @@
 """Group REINFORCE reaches the optimum of a contextual bandit with a known, state-dependent best
 action, through the same RLlib algorithm, env base class, learner and connector as training.
 
-No generator: each state's score table over the 5 x 4 x 4 actions is built in code. The best
-step index, alpha index and beta index each follow a feature of the state, and the margins are
-as small as the local preset's (a few hundredths between neighbouring alpha/beta choices), so a
-policy that collapses onto one constant action fails."""
+No generator: a handful of state types (like the local preset's few training states), each with
+its own best (T, alpha, beta) drawn at random, and a score table over the 5 x 4 x 4 actions
+whose margins are as small as the local preset's: each wrong alpha or beta costs 0.03, each wrong
+step index 0.06. A policy that collapses onto one constant action fails."""
 from __future__ import annotations
 
 import gymnasium as gym
@@ -14,32 +14,30 @@ import pytest
 from argen_ray.ard.env import GroupVectorEnv
 
 NVEC = (5, 4, 4)
-TEXT_DIM, IMAGE_DIM = 6, 3
+TYPES = 8                       # state types, each with its own best action
+TEXT_DIM, IMAGE_DIM = 8, 3
+COSTS = np.array([0.06, 0.03, 0.03])
+BEST = np.random.default_rng(11).integers(0, NVEC, size=(TYPES, 3))
 
 
-def best_action(text: np.ndarray) -> np.ndarray:
-    """The known best action of states with text embeddings (N, TEXT_DIM): (N, 3) head indices."""
-    steps = np.where(text[:, 0] > 0, 0, 2)          # fewer steps where feature 0 is positive
-    alpha = np.where(text[:, 1] > 0, 3, 0)
-    beta = np.where(text[:, 2] > 0, 1, 3)
-    return np.stack([steps, alpha, beta], axis=-1)
+def draw_states(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(types, text embeddings, image embeddings): a type's one-hot code plus noise."""
+    rng = np.random.default_rng(seed)
+    types = rng.integers(TYPES, size=n)
+    text = np.eye(TEXT_DIM, dtype=np.float32)[types] + rng.normal(0, 0.1, (n, TEXT_DIM)).astype(np.float32)
+    return types, text, rng.normal(size=(n, IMAGE_DIM)).astype(np.float32)
 
 
-def score(text: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """S of each action for one state: 0.85 at the best action; each head's distance from its best
-    index costs 0.06 (steps) or 0.02 (alpha, beta) per index."""
-    best = best_action(text[None])[0]
-    cost = np.abs(actions - best) * np.array([0.06, 0.02, 0.02])
-    return 0.85 - cost.sum(axis=-1)
+def score(state_type: int, actions: np.ndarray) -> np.ndarray:
+    """S of each action (G, 3) in a state of this type: 0.85 at its best action."""
+    return 0.85 - ((np.asarray(actions) != BEST[state_type]) * COSTS).sum(axis=-1)
 
 
 class TableBandit(GroupVectorEnv):
-    """A fixed set of random states; the G candidates of one state are scored by `score`."""
+    """A fixed set of states; the G candidates of one state are scored by `score`."""
 
     def __init__(self, config):
-        rng = np.random.default_rng(config.get("seed", 0))
-        self.text = rng.normal(size=(config.get("num_states", 64), TEXT_DIM)).astype(np.float32)
-        self.image = rng.normal(size=(len(self.text), IMAGE_DIM)).astype(np.float32)
+        self.types, self.text, self.image = draw_states(config.get("num_states", 32), seed=0)
         box = lambda d: gym.spaces.Box(-np.inf, np.inf, (d,), np.float32)  # noqa: E731
         super().__init__(num_envs=config["num_envs"], num_states=len(self.text),
                          single_observation_space=gym.spaces.Dict(text_emb=box(TEXT_DIM), image_emb=box(IMAGE_DIM)),
@@ -50,32 +48,35 @@ class TableBandit(GroupVectorEnv):
         return {"text_emb": self.text[state], "image_emb": self.image[state]}
 
     def score_group(self, state, actions, seed):
-        return [{"score": float(s)} for s in score(self.text[state], actions)]
+        return [{"score": float(s)} for s in score(self.types[state], actions)]
 
 
-def build_bandit_algo(num_learners: int = 0, **training):
+ITERATIONS = 30
+
+
+def build_bandit_algo(num_learners: int = 0, overrides: tuple[str, ...] = ()):
+    """The project's default learning settings (train section: lr, baseline, entropy schedule)."""
     from argen_ray.ard.learner import GroupReinforceConfig
-    from argen_ray.config.train import TrainConfig
+    from argen_ray.config import load_config
+    from argen_ray.ard.training import entropy_schedule
 
-    defaults = TrainConfig()
-    settings = {"groups_per_batch": 16, "group_size": 4, "lr": defaults.lr, "entropy_coeff": defaults.entropy_coeff,
-                **training}
-    return (GroupReinforceConfig().environment(TableBandit, env_config={"num_states": 64})
+    cfg = load_config(None, [f"train.iterations={ITERATIONS}", "train.batch_size=16", "reward.group_size=4",
+                             *overrides])
+    return (GroupReinforceConfig().environment(TableBandit, env_config={"baseline": cfg.train.group_baseline})
             .env_runners(num_env_runners=0, num_envs_per_env_runner=4, gym_env_vectorize_mode="vector_entry_point")
             .learners(num_learners=num_learners)
-            .training(train_batch_size_per_learner=64 // max(1, num_learners), **settings)
+            .training(groups_per_batch=16, group_size=4, lr=cfg.train.lr, entropy_coeff=entropy_schedule(cfg),
+                      train_batch_size_per_learner=64 // max(1, num_learners))
             .rl_module(model_config={"embed_dim": 16, "num_heads": 2}).debugging(seed=0)).build_algo()
 
 
 def greedy_hits(algo, num_states: int = 256, seed: int = 1) -> float:
-    """Share of fresh states (never trained on) where the argmax policy picks the best action."""
+    """Share of fresh states (new noise, never trained on) where the argmax policy picks the best action."""
     from argen_ray.ard.policy import PolicyHandle
 
-    rng = np.random.default_rng(seed)
-    text = rng.normal(size=(num_states, TEXT_DIM)).astype(np.float32)
-    image = rng.normal(size=(num_states, IMAGE_DIM)).astype(np.float32)
+    types, text, image = draw_states(num_states, seed)
     actions, _ = PolicyHandle(algo.get_module().net).act(text, image)
-    return float((actions == best_action(text)).all(axis=1).mean())
+    return float((actions == BEST[types]).all(axis=1).mean())
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +90,12 @@ def ray_local():
 
 def test_table_bandit_knows_its_best_action():
     # The oracle of this test, checked by brute force over all 80 actions.
-    rng = np.random.default_rng(5)
     every = np.array(np.meshgrid(*(range(n) for n in NVEC), indexing="ij")).reshape(3, -1).T
-    for text in rng.normal(size=(20, TEXT_DIM)):
-        s = score(text, every)
-        assert (every[s.argmax()] == best_action(text[None])[0]).all()
-        assert np.sort(s)[-1] - np.sort(s)[-2] == pytest.approx(0.02)  # the margin the policy must resolve
+    for t in range(TYPES):
+        s = score(t, every)
+        assert (every[s.argmax()] == BEST[t]).all()
+        assert np.sort(s)[-1] - np.sort(s)[-2] == pytest.approx(0.03)  # the margin the policy must resolve
+    assert len({tuple(b) for b in BEST}) == TYPES  # the best action depends on the state
 
 
 def test_greedy_policy_picks_the_best_action_in_at_least_90_percent_of_states(ray_local):
@@ -102,7 +103,7 @@ def test_greedy_policy_picks_the_best_action_in_at_least_90_percent_of_states(ra
     algo = build_bandit_algo()
     try:
         first = algo.train()
-        for _ in range(59):
+        for _ in range(ITERATIONS - 1):
             result = algo.train()
         hits = greedy_hits(algo)
     finally:
@@ -123,7 +124,7 @@ def test_two_learners_train_the_bandit_on_shards_of_the_groups(ray_local):
     to the learners round-robin, which splits groups; the env's group rewards keep it correct."""
     algo = build_bandit_algo(num_learners=2)
     try:
-        for _ in range(60):
+        for _ in range(ITERATIONS):
             result = algo.train()
         hits = greedy_hits(algo)
     finally:
