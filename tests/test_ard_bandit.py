@@ -1,7 +1,7 @@
 """Group REINFORCE reaches the optimum of a contextual bandit with a known, state-dependent best
 action, through the same RLlib algorithm, env base class, learner and connector as training.
 
-No generator: a handful of state types (like the local preset's few training states), each with
+No generator: four state types (the local preset has 8 training states), each with
 its own best (T, alpha, beta) drawn at random, and a score table over the 5 x 4 x 4 actions
 whose margins are as small as the local preset's: each wrong alpha or beta costs 0.03, each wrong
 step index 0.06. A policy that collapses onto one constant action fails."""
@@ -14,7 +14,7 @@ import pytest
 from argen_ray.ard.env import GroupVectorEnv
 
 NVEC = (5, 4, 4)
-TYPES = 8                       # state types, each with its own best action
+TYPES = 4                       # state types, each with its own best action
 TEXT_DIM, IMAGE_DIM = 8, 3
 COSTS = np.array([0.06, 0.03, 0.03])
 BEST = np.random.default_rng(11).integers(0, NVEC, size=(TYPES, 3))
