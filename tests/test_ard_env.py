@@ -1,6 +1,6 @@
 """ARGenEnv on real actors: one vector step = the G candidates of one state, scored and turned into
-group rewards; NEXT_STEP
-autoreset; every state visited; a generator actor killed mid-call is restarted and retried."""
+group rewards; NEXT_STEP autoreset; every state visited; a generator actor killed mid-call is
+restarted and retried."""
 from __future__ import annotations
 
 import threading
