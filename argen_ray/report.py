@@ -246,10 +246,20 @@ def write_run_report(cfg, state: dict) -> Path:
     report.heading("ARD: policy training")
     if train.get("eval"):
         ev = train["eval"]
-        keys = [k for k in ("score", "r_t", "r_q", "r_f", "r_e", "r_c", "steps", "nfe") if k in ev["policy"]]
-        report.table(["policy", *keys], [[name, *(_fmt(ev[name].get(k)) for k in keys)] for name in ("policy", "random")])
-        report.paragraph(f"Held-out evaluation on {ev['num_states']} states: the trained policy's argmax actions "
-                         "against uniformly random actions.", note=True)
+        keys = [k for k in ("score", "r_t", "r_q", "r_f", "r_e", "r_c", "steps", "alpha", "beta", "nfe") if k in ev["policy"]]
+        rows = {"policy": ev["policy"]}
+        if ev.get("oracle"):
+            rows.update({"oracle (per-state best)": ev["oracle"], "best fixed action": ev["best_fixed"]})
+        rows.update({**(ev.get("baselines") or {}), "random": ev["random"]})
+        report.table(["actions", *keys], [[name, *(_fmt(row.get(k)) for k in keys)] for name, row in rows.items()])
+        if ev.get("oracle"):
+            report.paragraph(f"Held-out evaluation on {ev['num_states']} states, every one of the {ev['num_actions']} "
+                             f"actions scored on every state: the policy reaches {ev['oracle_fraction']:.1%} of the "
+                             f"per-state best (regret {ev['regret']:.4f}); random = the mean over all actions.",
+                             note=True)
+        else:
+            report.paragraph(f"Held-out evaluation on {ev['num_states']} states: the trained policy's argmax actions "
+                             "against uniformly random actions.", note=True)
     report.images([(train["reward_curve"], f"reward per iteration ({train['iterations']} iterations)")])
 
     _generation_section(report, Path(result("generate")["manifest"]))

@@ -1,5 +1,6 @@
-"""ARGenEnv on real actors: one vector step = the G candidates of one state, scored; NEXT_STEP
-autoreset; every state visited; a generator actor killed mid-call is restarted and retried."""
+"""ARGenEnv on real actors: one vector step = the G candidates of one state, scored and turned into
+group rewards; NEXT_STEP autoreset; every state visited; a generator actor killed mid-call is
+restarted and retried."""
 from __future__ import annotations
 
 import threading
@@ -46,8 +47,12 @@ def test_one_vector_step_scores_the_group_of_one_state(world):
     actions = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2], [4, 3, 0]])[:G]
     obs2, rewards, terminated, truncated, step_infos = env.step(actions)
     assert terminated.all() and not truncated.any()
-    # The reward of each candidate is its score; the group id is the one of the reset.
-    np.testing.assert_allclose(rewards, step_infos["score"], rtol=1e-6)
+    # The env applies the group rule to the raw scores (in the infos): top-k keep S, the rest -delta,
+    # minus the group mean (train.group_baseline); the group id is the one of the reset.
+    scores = np.asarray(step_infos["score"], float)
+    kth = np.sort(scores)[::-1][cfg.reward.top_k - 1]
+    rule = np.where(scores >= kth, scores, -cfg.reward.penalty)
+    np.testing.assert_allclose(rewards, rule - rule.mean() if cfg.train.group_baseline else rule, atol=1e-6)
     assert list(step_infos["group_id"]) == list(infos["group_id"])
     chosen = [steps_values[a[0]] for a in actions]
     assert list(step_infos["steps"]) == chosen

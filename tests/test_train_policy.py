@@ -1,5 +1,6 @@
 """The trained policy (seeded, local preset's warp backend): its argmax beats a random policy on
-held-out states by a clear margin, and raising w_t makes it choose fewer steps.
+held-out states by a clear margin, the oracle evaluation scores every action there on the real
+actors, and raising w_t makes it choose fewer steps.
 
 12-frame clips: up to 11 keyframes, so T = 5, 10 and >= 15 make different videos; without R_t the
 (rank-based) group rule follows the quality reward, which mostly prefers more keyframes."""
@@ -44,6 +45,11 @@ def test_policy_beats_random_and_w_t_lowers_the_steps(ray_session, tmp_path_fact
     efficient, steps_efficient = _train(tmp_path_factory, tmp_path / "w_t-0.5", reward__w_t=0.5, reward__w_e=0)
     ev = efficient.eval
     assert ev.policy["score"] > ev.random["score"] + 0.05, (ev.policy, ev.random)
+    # Every one of the 80 actions was generated and scored on each held-out state: the per-state
+    # best bounds the policy and the best fixed action, which beats the mean over all actions.
+    assert ev.num_actions == 80 and all(len(s["scores"]) == 80 for s in ev.per_state)
+    assert ev.oracle["score"] >= max(ev.policy["score"], ev.best_fixed["score"]) - 1e-9
+    assert ev.best_fixed["score"] >= ev.random["score"] and ev.regret >= -1e-9
     assert ev.policy["steps"] < ev.random["steps"] and ev.policy["nfe"] < ev.random["nfe"]
     # Same seed, no efficiency reward: nothing pushes T down.
     indifferent, steps_indifferent = _train(tmp_path_factory, tmp_path / "w_t-0", evaluate=False, reward__w_t=0.0,

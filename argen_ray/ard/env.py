@@ -6,9 +6,10 @@ are one step long. The env is a gymnasium `VectorEnv` with `num_envs == G`: one 
 evaluates the G candidate actions of ONE state, so a group can never be split, and the G
 videos are generated in one batched generator call and scored on the scorer pool together.
 
-The reward of each candidate is its raw score S; the group rule (top-k keep S, the rest get
--delta, optional group-mean baseline) is applied by the learner (`argen_ray.ard.learner`),
-which finds the group through `infos["group_id"]`.
+The env applies the group rule (top-k keep S, the rest get -delta, optional group-mean
+baseline) itself, since it holds the whole group: each candidate's reward is final when it is
+made, so RLlib may shard the samples over any number of learners. The raw score S travels in
+the step infos ("score"), with the reward components, NFE and the group id.
 
 Autoreset follows gymnasium's NEXT_STEP mode (what RLlib expects): the step after a
 terminal step starts the next state; its actions are ignored and RLlib does not count it.
@@ -163,29 +164,38 @@ class CandidateEvaluator:
         return out
 
 
-class ARGenEnv(gym.vector.VectorEnv):
-    """G candidates of one state per vector step; one-step episodes.
+def group_advantages(scores, top_k: int, penalty: float, baseline: bool) -> np.ndarray:
+    """Group rule for one state's G scores: top-k keep S, the rest -delta; minus the mean if asked."""
+    from argen_ray.ard.rewards import group_rewards
 
-    env_config: `cfg` (the `Config`), `states` (a `StateSet`, the training states) and
-    `num_envs` (G, set by RLlib from `num_envs_per_env_runner`).
+    rewards = np.asarray(group_rewards(list(scores), top_k, penalty), dtype=np.float32)
+    return rewards - rewards.mean() if baseline else rewards
+
+
+class GroupVectorEnv(gym.vector.VectorEnv):
+    """G candidates of one state per vector step; one-step episodes; the group rule applied here.
+
+    A subclass says what a state looks like (`observe`) and how a group of candidate actions of
+    one state scores (`score_group`: one dict per candidate holding at least "score"). This class
+    draws the states (a seeded permutation per pass), gives each group a unique id and one seed,
+    and turns the G raw scores into the group rule's rewards (top-k keep S, the rest -delta,
+    minus the group mean when `baseline`). Each candidate's reward is thus final where it is
+    made: any number of learners can train on any shard of the samples. The raw score travels
+    in the step infos ("score"), next to `info_fields` of each candidate.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    info_fields: tuple[str, ...] = ()
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, *, num_envs: int, num_states: int, single_observation_space, single_action_space,
+                 top_k: int, penalty: float, baseline: bool, seed: int = 0):
         super().__init__()
-        cfg, states = config["cfg"], config["states"]
-        if len(states) == 0:
-            raise ArgenError("ARGenEnv needs at least one state (prompts.jsonl row)")
-        self.cfg, self.states = cfg, states
-        self.num_envs = int(config.get("num_envs", cfg.reward.group_size))
-        self.evaluator = CandidateEvaluator(cfg)
-        box = lambda d: gym.spaces.Box(-np.inf, np.inf, (d,), np.float32)  # noqa: E731
-        self.single_observation_space = gym.spaces.Dict(
-            text_emb=box(states.text_emb.shape[1]), image_emb=box(states.image_emb.shape[1]))
-        self.single_action_space = gym.spaces.MultiDiscrete(self.evaluator.action_space.nvec)
+        self.num_envs, self.num_states = int(num_envs), int(num_states)
+        self.top_k, self.penalty, self.baseline = int(top_k), float(penalty), bool(baseline)
+        self.single_observation_space, self.single_action_space = single_observation_space, single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._default_seed = seed
         self._tag = uuid.uuid4().hex[:10]  # group ids must be unique across env runners
         self._rng: np.random.Generator | None = None
         self._seed: int | None = None
@@ -195,12 +205,25 @@ class ARGenEnv(gym.vector.VectorEnv):
         self._group_seed = 0
         self._needs_reset = True
 
+    # -- what a subclass defines --------------------------------------------------------------
+    def observe(self, state: int) -> dict[str, np.ndarray]:
+        """The observation of one state (unbatched)."""
+        raise NotImplementedError
+
+    def score_group(self, state: int, actions: np.ndarray, seed: int) -> list[dict]:
+        """Score the G candidate actions (G, 3) of `state`; one dict per candidate with "score"."""
+        raise NotImplementedError
+
+    def state_infos(self, state: int) -> dict[str, Any]:
+        """Extra reset infos of a state (e.g. its prompt id)."""
+        return {}
+
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         # RLlib passes the same seed at every sample(num_episodes=...) call; re-seeding each
         # time would replay the same states every iteration, so a seed is applied once.
         if self._rng is None or (seed is not None and seed != self._seed):
-            self._seed = seed if seed is not None else self.cfg.seed
+            self._seed = seed if seed is not None else self._default_seed
             self._rng = np.random.default_rng(self._seed)
             self._order = []
         return self._next_state()
@@ -211,17 +234,18 @@ class ARGenEnv(gym.vector.VectorEnv):
             obs, infos = self._next_state()
             return obs, np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool), infos
         actions = np.asarray(actions).reshape(n, -1)
-        candidates = self.evaluator.evaluate(self.states, [self._state] * n, actions, self._group_seed)
-        rewards = np.array([c["score"] for c in candidates], np.float32)
-        infos = self._infos({"group_id": [self._group_id] * n,
-                             **{k: [c[k] for c in candidates] for k in CANDIDATE_FIELDS + GROUP_TIMINGS}})
+        candidates = self.score_group(self._state, actions, self._group_seed)
+        scores = [c["score"] for c in candidates]
+        rewards = group_advantages(scores, self.top_k, self.penalty, self.baseline)
+        infos = self._infos({"group_id": [self._group_id] * n, "score": scores,
+                             **{k: [c.get(k) for c in candidates] for k in self.info_fields if k != "score"}})
         self._needs_reset = True
         return self._observation(), rewards, np.ones(n, bool), np.zeros(n, bool), infos
 
     # -- helpers ------------------------------------------------------------------------------
     def _next_state(self):
         if not self._order:  # a fresh seeded permutation of the states per pass
-            self._order = list(self._rng.permutation(len(self.states)))
+            self._order = list(self._rng.permutation(self.num_states))
         self._state = int(self._order.pop())
         self._groups += 1
         self._group_id = f"{self._tag}-{self._groups}"
@@ -229,13 +253,11 @@ class ARGenEnv(gym.vector.VectorEnv):
         self._group_seed = int(self._rng.integers(2 ** 31 - 1))
         self._needs_reset = False
         n = self.num_envs
-        return self._observation(), self._infos({"group_id": [self._group_id] * n,
-                                                 "prompt_id": [self.states.rows[self._state]["prompt_id"]] * n})
+        extra = {k: [v] * n for k, v in self.state_infos(self._state).items()}
+        return self._observation(), self._infos({"group_id": [self._group_id] * n, **extra})
 
     def _observation(self) -> dict[str, np.ndarray]:
-        n, i = self.num_envs, self._state
-        return {"text_emb": np.repeat(self.states.text_emb[i:i + 1], n, axis=0),
-                "image_emb": np.repeat(self.states.image_emb[i:i + 1], n, axis=0)}
+        return {k: np.repeat(np.asarray(v)[None], self.num_envs, axis=0) for k, v in self.observe(self._state).items()}
 
     def _infos(self, values: dict[str, list]) -> dict[str, np.ndarray]:
         """gymnasium's vector-info format: one array per key plus its "_key" mask."""
@@ -245,3 +267,36 @@ class ARGenEnv(gym.vector.VectorEnv):
             infos[key] = np.asarray(vals, dtype=np.float64 if numeric else object)
             infos[f"_{key}"] = np.ones(self.num_envs, bool)
         return infos
+
+
+class ARGenEnv(GroupVectorEnv):
+    """The policy's environment: a state is a prompt row; a candidate is a generated, scored video.
+
+    env_config: `cfg` (the `Config`), `states` (a `StateSet`, the training states) and
+    `num_envs` (G, set by RLlib from `num_envs_per_env_runner`).
+    """
+
+    info_fields = CANDIDATE_FIELDS + GROUP_TIMINGS
+
+    def __init__(self, config: dict[str, Any]):
+        cfg, states = config["cfg"], config["states"]
+        if len(states) == 0:
+            raise ArgenError("ARGenEnv needs at least one state (prompts.jsonl row)")
+        self.cfg, self.states = cfg, states
+        self.evaluator = CandidateEvaluator(cfg)
+        box = lambda d: gym.spaces.Box(-np.inf, np.inf, (d,), np.float32)  # noqa: E731
+        super().__init__(
+            num_envs=int(config.get("num_envs", cfg.reward.group_size)), num_states=len(states),
+            single_observation_space=gym.spaces.Dict(text_emb=box(states.text_emb.shape[1]),
+                                                     image_emb=box(states.image_emb.shape[1])),
+            single_action_space=gym.spaces.MultiDiscrete(self.evaluator.action_space.nvec),
+            top_k=cfg.reward.top_k, penalty=cfg.reward.penalty, baseline=cfg.train.group_baseline, seed=cfg.seed)
+
+    def observe(self, state: int) -> dict[str, np.ndarray]:
+        return {"text_emb": self.states.text_emb[state], "image_emb": self.states.image_emb[state]}
+
+    def score_group(self, state: int, actions: np.ndarray, seed: int) -> list[dict]:
+        return self.evaluator.evaluate(self.states, [state] * len(actions), actions, seed)
+
+    def state_infos(self, state: int) -> dict[str, Any]:
+        return {"prompt_id": self.states.rows[state]["prompt_id"]}

@@ -1,22 +1,22 @@
 """The learning rule of DESIGN 2.3 inside RLlib's new API stack.
 
-- `GroupAdvantages` (learner connector): the G one-step episodes of one state share a group
-  id (set by `ARGenEnv`); their rewards are the raw scores S. The group rule turns them into
-  the training signal: top-k candidates keep S, the rest get -delta; with the switchable
-  group-mean baseline the group's mean is subtracted. Written to `Columns.ADVANTAGES`.
+- The group rule itself (top-k keep S, the rest -delta, optional group-mean baseline) is applied
+  by the env (`argen_ray.ard.env.GroupVectorEnv`), which sees each whole group; every one-step
+  episode's reward is thus final, and RLlib may shard episodes over any number of learners.
+- `EpisodeAdvantages` (learner connector): writes each episode's group reward to
+  `Columns.ADVANTAGES`.
 - `GroupReinforceLearner` (TorchLearner): REINFORCE over the three factorised log-probs,
-  loss = -mean(R * (log pi_T + log pi_alpha + log pi_beta)) - c_H * sum_heads mean entropy, Adam.
+  loss = -mean(R * (log pi_T + log pi_alpha + log pi_beta)) - c_H * sum_heads mean entropy, Adam;
+  c_H may follow a schedule (RLlib's `Scheduler`, over sampled env steps).
 - `GroupReinforceConfig` / `GroupReinforce` (AlgorithmConfig / Algorithm): each training step
-  samples B whole groups (the env is a vector env with num_envs == G, so a group is never
-  split), updates the learner once, and syncs weights back to the env runners.
+  samples B whole groups (the env is a vector env with num_envs == G), updates the learner(s)
+  once, and syncs weights back to the env runners.
 """
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from typing import Any
 
-import numpy as np
 import torch
 import tree
 
@@ -26,6 +26,7 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
     ENV_RUNNER_SAMPLING_TIMER,
@@ -35,6 +36,7 @@ from ray.rllib.utils.metrics import (
     SYNCH_WORKER_WEIGHTS_TIMER,
     TIMERS,
 )
+from ray.rllib.utils.schedules.scheduler import Scheduler
 
 from argen_ray.ard.env import CANDIDATE_FIELDS, GROUP_TIMINGS, field_means
 from argen_ray.ard.policy import HEADS, PolicyRLModule, split_logits
@@ -42,41 +44,23 @@ from argen_ray.errors import ArgenError
 
 
 
-class GroupSplitError(ArgenError):
-    """A group of candidates reached the learner incomplete (its G episodes were split)."""
+class EpisodeError(ArgenError):
+    """An episode reached the learner in a shape the group rule does not produce."""
 
 
-def group_advantages(scores: list[float], top_k: int, penalty: float, baseline: bool) -> np.ndarray:
-    """Group rule for one state's G scores: top-k keep S, the rest -delta; minus the mean if asked."""
-    from argen_ray.ard.rewards import group_rewards
+class EpisodeAdvantages(ConnectorV2):
+    """Learner connector: writes `Columns.ADVANTAGES` = each one-step episode's reward.
 
-    rewards = np.asarray(group_rewards(scores, top_k, penalty), dtype=np.float32)
-    return rewards - rewards.mean() if baseline else rewards
-
-
-class GroupAdvantages(ConnectorV2):
-    """Learner connector: writes `Columns.ADVANTAGES` from each group's scores."""
-
-    def __init__(self, input_observation_space=None, input_action_space=None, *,
-                 group_size: int, top_k: int, penalty: float, baseline: bool):
-        super().__init__(input_observation_space, input_action_space)
-        self.group_size, self.top_k, self.penalty, self.baseline = group_size, top_k, penalty, baseline
+    The env already applied the group rule (it sees the whole group), so every sample carries its
+    final reward and this works on any shard of the episodes, i.e. with any number of learners.
+    """
 
     def __call__(self, *, rl_module, episodes, batch: dict[str, Any], **kwargs):
-        sa_episodes = list(self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False))
-        groups: dict[Any, list] = defaultdict(list)
-        for episode in sa_episodes:
+        for episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
             if len(episode) != 1:
-                raise GroupSplitError(f"ARGen episodes are one step long; got one of {len(episode)} steps")
-            groups[episode.get_infos(-1)["group_id"]].append(episode)
-        for group_id, members in groups.items():
-            if len(members) != self.group_size:
-                raise GroupSplitError(f"group {group_id} reached the learner with {len(members)} of "
-                                      f"{self.group_size} candidates (use at most one learner)")
-            scores = [float(ep.get_rewards(-1)) for ep in members]
-            for episode, adv in zip(members, group_advantages(scores, self.top_k, self.penalty, self.baseline)):
-                self.add_n_batch_items(batch, Columns.ADVANTAGES, items_to_add=[adv], num_items=1,
-                                       single_agent_episode=episode)
+                raise EpisodeError(f"ARGen episodes are one step long; got one of {len(episode)} steps")
+            self.add_n_batch_items(batch, Columns.ADVANTAGES, items_to_add=[float(episode.get_rewards(-1))],
+                                   num_items=1, single_agent_episode=episode)
         return batch
 
 
@@ -85,10 +69,19 @@ class GroupReinforceLearner(TorchLearner):
 
     def build(self) -> None:
         super().build()
-        cfg = self.config
-        if cfg.add_default_connectors_to_learner_pipeline:
-            self._learner_connector.prepend(GroupAdvantages(
-                group_size=cfg.group_size, top_k=cfg.top_k, penalty=cfg.penalty, baseline=cfg.group_baseline))
+        if self.config.add_default_connectors_to_learner_pipeline:
+            self._learner_connector.prepend(EpisodeAdvantages())
+        # c_H: a constant or an RLlib schedule [[env steps, value], ...] (interpolated linearly).
+        self.entropy_coeff_schedulers = LambdaDefaultDict(lambda module_id: Scheduler(
+            fixed_value_or_schedule=self.config.get_config_for_module(module_id).entropy_coeff,
+            framework=self.framework, device=self._device))
+
+    def after_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        super().after_gradient_based_update(timesteps=timesteps)
+        for module_id in self.module.keys():
+            value = self.entropy_coeff_schedulers[module_id].update(
+                timestep=timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0))
+            self.metrics.log_value((module_id, "entropy_coeff"), float(value), window=1)
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         module = self.module[module_id].unwrapped()
@@ -106,7 +99,7 @@ class GroupReinforceLearner(TorchLearner):
         policy_loss = -(advantages * logp).mean()
         self.metrics.log_value((module_id, "policy_loss"), policy_loss.item(), window=1)
         self.metrics.log_value((module_id, "advantage_mean"), advantages.mean().item(), window=1)
-        return policy_loss - config.entropy_coeff * entropy
+        return policy_loss - self.entropy_coeff_schedulers[module_id].get_current_value() * entropy
 
 
 class GroupReinforceConfig(AlgorithmConfig):
@@ -116,18 +109,14 @@ class GroupReinforceConfig(AlgorithmConfig):
         super().__init__(algo_class=algo_class or GroupReinforce)
         self.groups_per_batch = 32   # B
         self.group_size = 4          # G
-        self.top_k = 2               # k
-        self.penalty = 0.1           # delta
-        self.group_baseline = False
-        self.entropy_coeff = 0.01
+        self.entropy_coeff = 0.01    # c_H, or a schedule [[env steps, value], ...]
         self.lr = 3e-3
         self.batch_mode = "complete_episodes"
 
-    def training(self, *, groups_per_batch=NotProvided, group_size=NotProvided, top_k=NotProvided,
-                 penalty=NotProvided, group_baseline=NotProvided, entropy_coeff=NotProvided, **kwargs):
+    def training(self, *, groups_per_batch=NotProvided, group_size=NotProvided, entropy_coeff=NotProvided,
+                 **kwargs):
         super().training(**kwargs)
-        for name, value in dict(groups_per_batch=groups_per_batch, group_size=group_size, top_k=top_k,
-                                penalty=penalty, group_baseline=group_baseline,
+        for name, value in dict(groups_per_batch=groups_per_batch, group_size=group_size,
                                 entropy_coeff=entropy_coeff).items():
             if value is not NotProvided:
                 setattr(self, name, value)
@@ -141,13 +130,9 @@ class GroupReinforceConfig(AlgorithmConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.num_learners > 1:
-            self._value_error("GroupReinforce needs num_learners <= 1: more learners split the groups")
         if self.num_envs_per_env_runner != self.group_size:
             self._value_error(f"num_envs_per_env_runner ({self.num_envs_per_env_runner}) must equal the "
                               f"group size G ({self.group_size}) so one vector step is one group")
-        if not 1 <= self.top_k <= self.group_size:
-            self._value_error(f"top_k ({self.top_k}) must lie in [1, G={self.group_size}]")
 
 
 class GroupReinforce(Algorithm):

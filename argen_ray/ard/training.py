@@ -20,7 +20,9 @@ argen_state.json), `policy.pt`, `history.jsonl` (one line per iteration), `state
 """
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import shutil
 import time
@@ -30,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from argen_ray.ard.env import CANDIDATE_FIELDS, ARGenEnv, CandidateEvaluator
+from argen_ray.ard.env import CANDIDATE_FIELDS, ARGenEnv, CandidateEvaluator, field_means
 from argen_ray.ard.policy import HEADS, POLICY_FILE, PolicyHandle, export_policy
 from argen_ray.ard.states import StateSet, build_state_encoder, load_states
 from argen_ray.config import Config
@@ -38,7 +40,7 @@ from argen_ray.errors import ArgenError
 from argen_ray.io import JsonlStore, atomic_write_json
 
 CHECKPOINT_MARKER = "argen_state.json"
-LEARNER_METRICS = tuple(f"entropy_{h}" for h in HEADS) + ("policy_loss", "advantage_mean")
+LEARNER_METRICS = tuple(f"entropy_{h}" for h in HEADS) + ("entropy_coeff", "policy_loss", "advantage_mean")
 
 
 class TrainingError(ArgenError):
@@ -95,12 +97,21 @@ def build_algorithm_config(cfg: Config, states: StateSet):
             .env_runners(num_env_runners=t.num_env_runners, num_envs_per_env_runner=r.group_size,
                          gym_env_vectorize_mode="vector_entry_point", num_cpus_per_env_runner=t.env_runner_num_cpus)
             .learners(num_learners=t.num_learners, num_gpus_per_learner=t.learner_num_gpus)
-            .training(groups_per_batch=t.batch_size, group_size=r.group_size, top_k=r.top_k, penalty=r.penalty,
-                      group_baseline=t.group_baseline, entropy_coeff=t.entropy_coeff, lr=t.lr,
-                      train_batch_size_per_learner=t.batch_size * r.group_size)
+            .training(groups_per_batch=t.batch_size, group_size=r.group_size, entropy_coeff=entropy_schedule(cfg),
+                      lr=t.lr, train_batch_size_per_learner=math.ceil(t.batch_size * r.group_size
+                                                                      / max(1, t.num_learners)))
             .rl_module(model_config={"embed_dim": t.embed_dim, "num_heads": t.num_heads})
             .fault_tolerance(restart_failed_env_runners=True)
             .debugging(seed=cfg.seed))
+
+
+def entropy_schedule(cfg: Config) -> float | list[list[float]]:
+    """c_H: `train.entropy_coeff`, annealed linearly to `train.entropy_coeff_final` over the run's
+    `train.iterations` (RLlib counts env steps: B x G per iteration)."""
+    t = cfg.train
+    if t.entropy_coeff_final is None or t.entropy_coeff_final == t.entropy_coeff:
+        return t.entropy_coeff
+    return [[0, t.entropy_coeff], [t.iterations * t.batch_size * cfg.reward.group_size, t.entropy_coeff_final]]
 
 
 def iteration_metrics(result: dict, wall_s: float) -> dict[str, float]:
@@ -115,60 +126,144 @@ def iteration_metrics(result: dict, wall_s: float) -> dict[str, float]:
 
 @dataclass
 class EvalResult:
-    """Held-out comparison of the argmax policy and a uniformly random policy."""
+    """Held-out comparison of the argmax policy with random actions and, where the action space
+    is small enough (`train.oracle_max_actions`), with every action: the per-state best (the
+    oracle) and the best single fixed action. Each row holds the mean score, reward components,
+    NFE and action values over the held-out states."""
 
     policy: dict[str, float]
     random: dict[str, float]
     objective: float
     num_states: int
     per_state: list[dict] = field(default_factory=list)
+    oracle: dict[str, float] | None = None       # the best action of each state
+    best_fixed: dict[str, float] | None = None   # the one action with the best mean over the states
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # named settings, e.g. constant w
+    num_actions: int | None = None               # actions scored per state (None: sampled evaluation)
+    actions: list[dict] | None = None            # the order of each state's "scores" in `per_state`
+
+    @property
+    def regret(self) -> float | None:
+        """Oracle score - policy score (>= 0)."""
+        return None if self.oracle is None else self.oracle["score"] - self.policy["score"]
+
+    @property
+    def oracle_fraction(self) -> float | None:
+        """Policy score / oracle score."""
+        return None if self.oracle is None else self.policy["score"] / self.oracle["score"]
+
+    def rows(self) -> dict[str, dict[str, float]]:
+        """The named rows of the comparison table (policy, oracle, best fixed, baselines, random)."""
+        rows = {"policy": self.policy}
+        if self.oracle is not None:
+            rows.update({"oracle (per-state best)": self.oracle, "best fixed action": self.best_fixed})
+        return {**rows, **self.baselines, "random": self.random}
+
+    def flat_metrics(self) -> dict[str, float]:
+        """MLflow / Tune metrics: eval_<row>_<field>, regret, oracle_fraction and the objective."""
+        rows = {"policy": self.policy, "random": self.random, "oracle": self.oracle, "best_fixed": self.best_fixed,
+                **self.baselines}
+        out = {f"eval_{label}_{k}": float(v) for label, values in rows.items() for k, v in (values or {}).items()}
+        if self.oracle is not None:
+            out.update({"eval_regret": self.regret, "eval_oracle_fraction": self.oracle_fraction})
+        out["objective"] = self.objective
+        return out
 
     def to_json(self) -> dict:
-        return {"policy": self.policy, "random": self.random, "objective": self.objective,
-                "num_states": self.num_states, "per_state": self.per_state}
+        return {"policy": self.policy, "random": self.random, "oracle": self.oracle, "best_fixed": self.best_fixed,
+                "baselines": self.baselines, "regret": self.regret, "oracle_fraction": self.oracle_fraction,
+                "num_actions": self.num_actions, "actions": self.actions, "objective": self.objective, "num_states": self.num_states,
+                "per_state": self.per_state}
+
+
+def _means(rows: list[dict]) -> dict[str, float]:
+    return field_means(rows, CANDIDATE_FIELDS)
+
+
+def _action_values(row: dict) -> dict:
+    return {k: row[k] for k in ("steps", "alpha", "beta")}
+
+
+def evaluation_baselines(space) -> dict:
+    """Named generation settings outside the policy's action space, scored on every held-out
+    state beside the policy (name -> `GenerationParams`): TI2V-Zero's constant guidance w = 9.0 at
+    T = 10 (its face setting; resampling as configured, the same r as every other row)."""
+    from argen_ray.ard.guidance import TI2V_ZERO_GUIDANCE, TI2V_ZERO_STEPS
+
+    # the name doubles as an MLflow metric key (eval_<name>_<field>): letters, digits, - . space only
+    return {f"ti2v-zero T{TI2V_ZERO_STEPS} constant w{TI2V_ZERO_GUIDANCE:g}": space.constant()}
 
 
 def evaluate_policy(cfg: Config, policy: PolicyHandle, states: StateSet, evaluator: CandidateEvaluator,
-                    seed: int | None = None) -> EvalResult:
-    """Mean score/components/NFE/T of the argmax policy and of random actions on `states`.
+                    seed: int | None = None, baselines: dict | None = None) -> EvalResult:
+    """Score the argmax policy on `states`, against random actions and, when the action space has
+    at most `train.oracle_max_actions` actions, against every action (oracle, best fixed action).
 
-    The random policy gets G actions per state (a group's worth) so its mean is not one lucky
-    draw; both see the same generation seed per state.
+    Every candidate of a state shares that state's generation seed. With the full table the
+    random row is exact (the mean over all actions); otherwise it is G random actions per state.
+    `baselines` (name -> `GenerationParams`) are scored on every state too.
     """
+    from tqdm.auto import tqdm
+
     if len(states) == 0:
         raise TrainingError("no held-out states to evaluate (train.eval_states is 0)")
     rng = np.random.default_rng(cfg.seed + 7919 if seed is None else seed)
     seeds = rng.integers(2 ** 31 - 1, size=len(states))
     greedy, _ = policy.act(states.text_emb, states.image_emb)
     nvec = evaluator.action_space.nvec
-    per_state, policy_rows, random_rows = [], [], []
-    for i in range(len(states)):
-        draws = np.stack([rng.integers(n, size=cfg.reward.group_size) for n in nvec], axis=-1)
-        rows = evaluator.evaluate(states, [i] * (1 + len(draws)), np.concatenate([greedy[i:i + 1], draws]),
-                                  int(seeds[i]))
-        policy_rows.append(rows[0])
-        random_rows.extend(rows[1:])
-        per_state.append({"prompt_id": states.rows[i]["prompt_id"], "action": greedy[i].tolist(),
-                          "policy_score": rows[0]["score"], "random_score": float(np.mean([r["score"] for r in rows[1:]]))})
-
-    def means(rows):
-        return {k: float(np.mean([r[k] for r in rows])) for k in CANDIDATE_FIELDS if rows[0][k] is not None}
-
-    pol = means(policy_rows)
-    return EvalResult(pol, means(random_rows), objective_score(cfg, pol) - cfg.train.nfe_cost * pol["nfe"],
-                      len(states), per_state)
+    num_actions = int(np.prod(nvec))
+    oracle = num_actions <= cfg.train.oracle_max_actions
+    every = np.array(list(itertools.product(*(range(int(n)) for n in nvec))), np.int64) if oracle else None
+    baselines = dict(baselines or {})
+    policy_rows, random_rows, best_rows, per_state, table = [], [], [], [], []
+    baseline_rows: dict[str, list] = {name: [] for name in baselines}
+    for i in tqdm(range(len(states)), desc="held-out evaluation", unit="state", disable=not cfg.train.progress):
+        if oracle:
+            rows = evaluator.evaluate(states, [i] * len(every), every, int(seeds[i]))
+            scores = np.array([r["score"] for r in rows])
+            mine = rows[int(np.flatnonzero((every == greedy[i]).all(axis=1))[0])]
+            best = rows[int(scores.argmax())]
+            table.append(rows)
+            random_rows.extend(rows)
+            best_rows.append(best)
+            entry = {"best_action": _action_values(best), "best_score": best["score"],
+                     "regret": best["score"] - mine["score"], "random_score": float(scores.mean()),
+                     "scores": scores.tolist()}  # every action's score, in `EvalResult.actions` order
+        else:
+            draws = np.stack([rng.integers(n, size=cfg.reward.group_size) for n in nvec], axis=-1)
+            rows = evaluator.evaluate(states, [i] * (1 + len(draws)), np.concatenate([greedy[i:i + 1], draws]),
+                                      int(seeds[i]))
+            mine = rows[0]
+            random_rows.extend(rows[1:])
+            entry = {"random_score": float(np.mean([r["score"] for r in rows[1:]]))}
+        policy_rows.append(mine)
+        for name, params in baselines.items():
+            baseline_rows[name].append(evaluator.evaluate_params(states, [i], [params], int(seeds[i]))[0])
+        per_state.append({"prompt_id": states.rows[i]["prompt_id"], "action": _action_values(mine),
+                          "policy_score": mine["score"], **entry,
+                          **{f"{name}_score": rows_[-1]["score"] for name, rows_ in baseline_rows.items()}})
+    pol = _means(policy_rows)
+    result = EvalResult(pol, _means(random_rows), objective_score(cfg, pol),
+                        len(states), per_state, baselines={k: _means(v) for k, v in baseline_rows.items()})
+    if oracle:
+        fixed = int(np.mean([[r["score"] for r in rows] for rows in table], axis=0).argmax())
+        result.oracle, result.best_fixed = _means(best_rows), _means([rows[fixed] for rows in table])
+        result.num_actions = num_actions
+        result.actions = [_action_values(r) for r in table[0]]
+        for entry, rows in zip(per_state, table):
+            entry["fixed_score"] = rows[fixed]["score"]
+    return result
 
 
 def objective_score(cfg: Config, means: dict[str, float]) -> float:
-    """The held-out score under `train.objective_weights` (the run's own score when unset)."""
-    weights = cfg.train.objective_weights
-    if weights is None:
-        return means["score"]
-    missing = [w for w, v in weights.items() if v and f"r_{w[2:]}" not in means]
-    if missing:
-        raise TrainingError(f"train.objective_weights weighs {missing} but this run did not compute "
-                            f"{[f'r_{w[2:]}' for w in missing]} (its reward weight is 0)")
-    return float(sum(v * means[f"r_{w[2:]}"] for w, v in weights.items() if v))
+    """The held-out objective: the mean `train.objective` component of the policy's clips (R_c,
+    expression validity, by default: the same yardstick whatever the reward weights) minus
+    `train.nfe_cost` per NFE."""
+    name = cfg.train.objective
+    if name not in means:
+        raise TrainingError(f"train.objective={name} but this run did not compute {name} "
+                            f"(reward.w_{name[2:]} = 0 switches it off)")
+    return float(means[name]) - cfg.train.nfe_cost * float(means["nfe"])
 
 
 def plot_reward_curve(history: list[dict], target: Path) -> Path:
@@ -372,16 +467,17 @@ class PolicyTrainer:
             result_eval = None
             if evaluate and len(self.eval_states):
                 result_eval = evaluate_policy(cfg, self.policy_handle(cfg.train.iterations), self.eval_states,
-                                              self.evaluator)
+                                              self.evaluator,
+                                              baselines=evaluation_baselines(self.evaluator.action_space))
                 atomic_write_json(self.policy_dir / "eval.json", result_eval.to_json())
             if mlflow:
                 if curve:
                     mlflow.log_artifact(str(curve))
                 mlflow.log_artifact(str(self.policy_dir / POLICY_FILE))
                 if result_eval:
-                    mlflow.log_metrics({**{f"eval_policy_{k}": v for k, v in result_eval.policy.items()},
-                                        **{f"eval_random_{k}": v for k, v in result_eval.random.items()},
-                                        "eval_objective": result_eval.objective}, step=cfg.train.iterations)
+                    flat = result_eval.flat_metrics()
+                    flat["eval_objective"] = flat.pop("objective")
+                    mlflow.log_metrics(flat, step=cfg.train.iterations)
                     mlflow.log_artifact(str(self.policy_dir / "eval.json"))
         finally:
             if mlflow:

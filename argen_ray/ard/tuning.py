@@ -3,10 +3,11 @@
 A sweep file names a grid over dotted config keys, overrides applied to every trial, and the
 metric to optimise. Each trial is one `PolicyTrainer` run in its own run folder and Ray
 namespace (its own generator and scorer actors, since the reward weights differ), reporting
-every iteration to Tune; its last report carries the held-out objective — the argmax policy's
-score minus `train.nfe_cost` per NFE — and its checkpoint. The objective weighs the reward
-components with the weights before the grid (`train.objective_weights`), so trials trained with
-different weights are judged by the same yardstick. MLflow's Tune callback records
+every iteration to Tune; its last report carries the held-out objective — generation validity
+at the policy's cost: the mean expression validity R_c (DESIGN 2.5; `train.objective`) of the
+argmax policy's held-out clips minus `train.nfe_cost` per NFE — and its checkpoint. R_c does not
+depend on the reward weights, so trials trained with different weights are judged by the same
+yardstick. MLflow's Tune callback records
 one MLflow run per trial. The best trial's overrides, metrics and policy are saved beside.
 
 Sweep file:
@@ -101,9 +102,7 @@ def _run_trial(params: dict, *, config_path: str | None, overrides: list[str], s
         final = dict(summary.history[-1]) if summary.history else {}
         final.pop("iteration", None)
         if summary.eval is not None:
-            final.update({f"eval_policy_{k}": v for k, v in summary.eval.policy.items()})
-            final.update({f"eval_random_{k}": v for k, v in summary.eval.random.items()})
-            final["objective"] = summary.eval.objective
+            final.update(summary.eval.flat_metrics())
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(summary.checkpoint)))
     finally:
         trainer.close()
@@ -133,14 +132,15 @@ def run_sweep(cfg: Config, spec: SweepSpec, config_path: str | None, overrides: 
         raise SweepError(f"{prompts} does not exist: run `argen-ray prompts` first (same --config)")
     base = overrides_of(spec.set) + list(overrides)  # the command line wins over the sweep's `set`
     reference = load_config(config_path, base)
-    if reference.train.objective_weights is None:  # one yardstick for every trial: the weights before the grid
-        base += overrides_of({"train.objective_weights": {k: getattr(reference.reward, k)
-                                                          for k in ("w_t", "w_q", "w_f", "w_e")}})
     for point in spec.points():  # every trial's config must validate before anything starts
         try:
-            load_config(config_path, base + overrides_of(point))
+            trial = load_config(config_path, base + overrides_of(point))
         except ArgenError as exc:
             raise SweepError(f"{spec.source}: grid point {point}: {exc}") from None
+        objective = trial.train.objective
+        if objective in ("r_e", "r_c") and getattr(trial.reward, f"w_{objective[2:]}") == 0:
+            raise SweepError(f"{spec.source}: grid point {point}: train.objective={objective} needs "
+                             f"reward.w_{objective[2:]} > 0 (a component with weight 0 is not computed)")
     sweep_dir = cfg.path("tune", spec.name).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     init_ray(cfg)

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", default=None,
                         help="prompts.jsonl to train on (default: <run_dir>/prompts/prompts.jsonl)")
     parser.add_argument("--no-eval", action="store_true",
-                        help="skip the held-out evaluation of the argmax policy against a random policy")
+                        help="skip the held-out evaluation of the argmax policy (against random actions, the best fixed action and the per-state best)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,15 +36,21 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"checkpoint: {summary.checkpoint}\npolicy:     {summary.policy_path}")
     if summary.eval is not None:
         table = Table(title=f"held-out evaluation ({summary.eval.num_states} states)")
-        columns = {"score": "score", "r_t": "R_t", "r_q": "R_q", "r_f": "R_f", "r_e": "R_e", "r_c": "R_c", "steps": "T",
-                   "nfe": "NFE"}
+        columns = {"score": "score", "r_t": "R_t", "r_q": "R_q", "r_f": "R_f", "r_e": "R_e", "r_c": "R_c",
+                   "steps": "T", "alpha": "alpha", "beta": "beta", "nfe": "NFE"}
         table.add_column("policy")
         for label in columns.values():
             table.add_column(label, justify="right")
-        for label, values in (("argmax", summary.eval.policy), ("random", summary.eval.random)):
+        for label, values in summary.eval.rows().items():
             table.add_row(label, *(f"{values[k]:.3f}" if k in values else "-" for k in columns))
         console.print(table)
-        console.print(f"objective (score - train.nfe_cost x NFE): {summary.eval.objective:.4f}")
+        if summary.eval.oracle is not None:
+            fixed = summary.eval.best_fixed
+            console.print(f"every one of the {summary.eval.num_actions} actions scored on every held-out state: "
+                          f"policy = {summary.eval.oracle_fraction:.1%} of the per-state best (regret "
+                          f"{summary.eval.regret:.4f}); best fixed action T={fixed['steps']:g}, "
+                          f"alpha={fixed['alpha']:g}, beta={fixed['beta']:g}")
+        console.print(f"objective ({cfg.train.objective} - train.nfe_cost x NFE): {summary.eval.objective:.4f}")
     if summary.mlflow_run_id:
         console.print(f"MLflow run {summary.mlflow_run_id} at {tracking_uri(cfg)}")
     return 0
