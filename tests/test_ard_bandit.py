@@ -23,7 +23,7 @@ BEST = np.random.default_rng(11).integers(0, NVEC, size=(TYPES, 3))
 def draw_states(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(types, text embeddings, image embeddings): a type's one-hot code plus noise."""
     rng = np.random.default_rng(seed)
-    types = rng.integers(TYPES, size=n)
+    types = rng.permutation(np.arange(n) % TYPES)  # every type equally often: n / TYPES states each
     text = np.eye(TEXT_DIM, dtype=np.float32)[types] + rng.normal(0, 0.1, (n, TEXT_DIM)).astype(np.float32)
     return types, text, rng.normal(size=(n, IMAGE_DIM)).astype(np.float32)
 
@@ -42,7 +42,8 @@ class TableBandit(GroupVectorEnv):
         super().__init__(num_envs=config["num_envs"], num_states=len(self.text),
                          single_observation_space=gym.spaces.Dict(text_emb=box(TEXT_DIM), image_emb=box(IMAGE_DIM)),
                          single_action_space=gym.spaces.MultiDiscrete(NVEC), top_k=config.get("top_k", 2),
-                         penalty=config.get("penalty", 0.1), baseline=config.get("baseline", True))
+                         penalty=config.get("penalty", 0.1), baseline=config.get("baseline", True),
+                         scale=config.get("scale", False))
 
     def observe(self, state):
         return {"text_emb": self.text[state], "image_emb": self.image[state]}
@@ -62,7 +63,8 @@ def build_bandit_algo(num_learners: int = 0, overrides: tuple[str, ...] = ()):
 
     cfg = load_config(None, [f"train.iterations={ITERATIONS}", "train.batch_size=16", "reward.group_size=4",
                              *overrides])
-    return (GroupReinforceConfig().environment(TableBandit, env_config={"baseline": cfg.train.group_baseline})
+    return (GroupReinforceConfig().environment(TableBandit, env_config={"baseline": cfg.train.group_baseline,
+                                                                                 "scale": cfg.train.group_scale})
             .env_runners(num_env_runners=0, num_envs_per_env_runner=4, gym_env_vectorize_mode="vector_entry_point")
             .learners(num_learners=num_learners)
             .training(groups_per_batch=16, group_size=4, lr=cfg.train.lr, entropy_coeff=entropy_schedule(cfg),

@@ -19,6 +19,8 @@ class TrainConfig(Section):
     # (tests/test_ard_bandit.py); lr 3e-3 barely moved in 10 iterations there.
     lr: float = Field(3e-2, gt=0)
     group_baseline: bool = True            # subtract the group mean of the group rewards
+    # ... and divide by the group's std (GRPO-style; needs group_baseline). Off: DESIGN 2.3 as written.
+    group_scale: bool = True
     # c_H, annealed linearly to entropy_coeff_final over `iterations` (None: constant): explore
     # while the steps head settles, then let the alpha/beta heads commit.
     entropy_coeff: float = Field(0.2, ge=0)
