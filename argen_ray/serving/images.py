@@ -20,7 +20,7 @@ FORMATS = ("PNG", "JPEG")
 
 def decode_image(data: str, cfg, field: str = "image") -> np.ndarray:
     """(H, W, 3) uint8 RGB from base64 PNG/JPEG text, checked against the `serve` limits."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     text = data.strip()
     if text.startswith("data:"):  # data:image/png;base64,....
