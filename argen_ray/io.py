@@ -26,8 +26,9 @@ def _why(exc: OSError) -> str:
             PermissionError: "permission denied"}.get(type(exc), exc.strerror or type(exc).__name__)
 
 
-def ensure_dir(path: str | os.PathLike) -> Path:
-    """`path` as an existing folder (created with its parents), or an `OutputError` naming it."""
+def ensure_dir(path: str | os.PathLike, writable: bool = False) -> Path:
+    """`path` as an existing folder (created with its parents; `writable`: one this process may
+    write in), or an `OutputError` naming it."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -35,6 +36,8 @@ def ensure_dir(path: str | os.PathLike) -> Path:
         raise OutputError(f"cannot create the output folder {path}: {_why(exc)}"
                           f"{f' ({exc.filename})' if exc.filename and str(exc.filename) != str(path) else ''}; "
                           "check run_dir") from None
+    if writable and not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"the output folder {path} is not writable; check run_dir")
     return path
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from argen_ray.config import Config, load_config, save_resolved_config
+from argen_ray.io import ensure_dir
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = "configs/local.yaml") -> None:
@@ -25,6 +26,7 @@ def config_from_args(args: argparse.Namespace, save: bool = True) -> Config:
         path = None  # outside the repository checkout: the defaults are the local preset
     cfg = load_config(path, args.overrides)
     check_job_run_dir(cfg)
+    ensure_dir(cfg.run_dir, writable=True)  # a run_dir that is a file or read-only: one clear line
     if save:
         target = save_resolved_config(cfg)
         print(f"[argen-ray] config: {path or '<defaults>'} -> resolved copy at {target}")

@@ -1,0 +1,38 @@
+"""The policy deployment's batching isolates failures: a state that the encoder chokes on, with
+any exception, fails only its own request; the others in its batch get the decision they would
+get alone. (The deployment class in process, without Ray: the batching is Serve's `@serve.batch`
+on asyncio, the service the real policy and warp state encoder.)"""
+from __future__ import annotations
+
+import asyncio
+
+from serve_setup import ROOT, astronaut_face, write_policy
+
+from argen_ray.config import load_config
+from argen_ray.serving.app import PolicyDeployment
+from argen_ray.serving.schemas import RequestError
+
+
+def test_one_bad_state_never_fails_the_others_in_its_batch(tmp_path):
+    cfg = load_config(ROOT / "configs" / "local.yaml", [f"run_dir={tmp_path}", "serve.max_batch_size=8",
+                                                        "serve.batch_wait_timeout_s=0.5"])
+    policy = write_policy(cfg, cfg.path("policy", "policy.pt"))
+    deployment = PolicyDeployment.func_or_class(cfg.model_dump(mode="json"),
+                                                {"path": str(policy), "origin": "checkpoint", "mlflow_run_id": None})
+    face = astronaut_face()
+    prompts = [f"prompt {i}: the brows rise and the jaw drops" for i in range(5)]
+    # A lone surrogate makes the tokenizer raise TypeError; a missing image fails the landmark
+    # reader. Neither is an ArgenError.
+    bad = [("a smile \ud800", face), ("a smile", None)]
+
+    async def send_all():
+        calls = [deployment.decide(p, face) for p in prompts] + [deployment.decide(p, i) for p, i in bad]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(send_all())
+    assert deployment.largest_batch == len(prompts) + len(bad)  # they really shared one batch
+    alone = [deployment.service.decide([p], [face])[0] for p in prompts]
+    assert results[:len(prompts)] == alone
+    for error in results[len(prompts):]:
+        assert isinstance(error, RequestError) and error.status == 422, error
+        assert "cannot encode this request" in error.message
