@@ -1,7 +1,7 @@
 """The policy deployment's batching isolates failures: a state that the encoder chokes on, with
 any exception, fails only its own request; the others in its batch get the decision they would
-get alone. (The deployment class in process, without Ray: the batching is Serve's `@serve.batch`
-on asyncio, the service the real policy and warp state encoder.)"""
+get alone. (The deployment class in process, without Ray: one batch handed to its batch method
+as Serve's `@serve.batch` hands it; the service is the real policy and warp state encoder.)"""
 from __future__ import annotations
 
 import asyncio
@@ -25,12 +25,9 @@ def test_one_bad_state_never_fails_the_others_in_its_batch(tmp_path):
     # reader. Neither is an ArgenError.
     bad = [("a smile \ud800", face), ("a smile", None)]
 
-    async def send_all():
-        calls = [deployment.decide(p, face) for p in prompts] + [deployment.decide(p, i) for p, i in bad]
-        return await asyncio.gather(*calls, return_exceptions=True)
-
-    results = asyncio.run(send_all())
-    assert deployment.largest_batch == len(prompts) + len(bad)  # they really shared one batch
+    batch_method = PolicyDeployment.func_or_class.decide_batch.__wrapped__  # under @serve.batch
+    results = asyncio.run(batch_method(deployment, [(p, face) for p in prompts] + bad))
+    assert deployment.batches == 1 and deployment.largest_batch == len(prompts) + len(bad)
     alone = [deployment.service.decide([p], [face])[0] for p in prompts]
     assert results[:len(prompts)] == alone
     for error in results[len(prompts):]:
