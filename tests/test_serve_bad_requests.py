@@ -98,8 +98,7 @@ def cases(image: str) -> list[tuple]:
         ("lone-surrogate-policy", "/v1/policy", {"image": image, "prompt": "smile \ud800"}, 422, "prompt", "surrogate"),
         ("lone-surrogate-generate", "/v1/generate", {**gen, "prompt": "\ud800"}, 422, "prompt", "surrogate"),
         ("lone-surrogate-emotion", "/v1/generate", {**gen, "emotion": "fe\udfffar"}, 422, "emotion", "surrogate"),
-        ("lone-surrogate-field-name", "/v1/policy", {"image": image, "prompt": "x", "\ud800": 1}, 422, "\\ud800",
-         "not a field"),
+        ("lone-surrogate-field-name", "/v1/policy", {"image": image, "prompt": "x", "\ud800": 1}, 422, "body"),
         ("steps-10^400", "/v1/generate", {**gen, "params": {"steps": 10 ** 400}}, 422, "params.steps"),
         ("seed-10^400", "/v1/generate", {**gen, "seed": 10 ** 400}, 422, "seed"),
         ("num-frames-10^400", "/v1/generate", {**gen, "num_frames": 10 ** 400}, 422, "num_frames"),
@@ -143,7 +142,7 @@ def cases(image: str) -> list[tuple]:
         ("bytes-over-limit", "/v1/policy", {"image": b64(image_bytes(noise(265, 265), "PNG")), "prompt": "x"},
          413, "image", "limit"),
         ("huge-body", "/v1/policy", {"image": b64(image_bytes(noise(400, 400), "PNG")), "prompt": "x"},
-         413, "image", "limit"),
+         413, "image", "request body is", "limit"),  # from Content-Length, before parsing
         ("no-face-policy", "/v1/policy", {"image": encode_image(np.full((128, 128, 3), 128, np.uint8)),
                                           "prompt": "x"}, 422, "image", "no face"),
         ("no-face-generate", "/v1/generate", {**gen, "image": encode_image(np.full((128, 128, 3), 128, np.uint8))},
@@ -204,7 +203,7 @@ def test_a_streamed_body_over_the_limit_is_refused_without_content_length(client
             yield b"x" * 50_000
 
     assert_error(client.post("/v1/policy", content=chunks(), headers={"content-type": "application/json"}),
-                 413, "image", "limit")
+                 413, "image", "request body is over", "limit")
 
 
 def test_bad_requests_mixed_into_valid_ones_never_fail_them(client, img):

@@ -90,8 +90,9 @@ class BodyGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = getattr(app.state, "max_body_bytes", None)
-        timeout = getattr(app.state, "body_timeout_s", None)
+        state = scope["app"].state  # the app Serve runs (a copy of this module's `app`)
+        limit = getattr(state, "max_body_bytes", None)
+        timeout = getattr(state, "body_timeout_s", None)
         length = dict(scope.get("headers") or []).get(b"content-length", b"").decode("latin-1")
         if limit and length.isdigit() and int(length) > limit:
             return await self._refuse(scope, receive, send, self._too_large(length, limit))
