@@ -6,6 +6,7 @@ One app for the whole module (Serve start takes tens of seconds on 2 cores); its
 from __future__ import annotations
 
 import base64
+import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -135,3 +136,29 @@ def test_generate_with_a_prompt_and_fixed_params_skips_the_policy(client, face, 
     assert body["prompt"] == "eyes widen in fear" and body["rewards"] is None
     assert len(body["params"]["guidance"]) == 5 and body["params"]["guidance"][-1] == pytest.approx(12.0)
     assert read_mp4(body["video_mp4"], tmp_path).shape[0] == 6
+
+
+def test_every_png_and_jpeg_mode_of_a_face_is_read(client, face):
+    """16-bit grayscale (scaled, not clipped to white), 8-bit grayscale, RGBA, palette, CMYK JPEG."""
+    from PIL import Image
+
+    rgb = Image.fromarray(face)
+    gray = np.asarray(rgb.convert("L"))
+    modes = {"gray16-png": (Image.fromarray(gray.astype(np.uint16) * 257), "PNG"),
+             "gray8-png": (rgb.convert("L"), "PNG"), "rgba-png": (rgb.convert("RGBA"), "PNG"),
+             "palette-png": (rgb.convert("P"), "PNG"), "cmyk-jpeg": (rgb.convert("CMYK"), "JPEG")}
+    assert Image.open(io.BytesIO(image_bytes(*modes["gray16-png"]))).mode.startswith("I")
+    for name, (image, fmt) in modes.items():
+        r = client.post("/v1/policy", json={"image": b64(image_bytes(image, fmt)), "prompt": "the eyes widen"})
+        assert r.status_code == 200, (name, r.text)
+
+
+def test_sixteen_bit_gray_decodes_to_the_eight_bit_image():
+    from PIL import Image
+
+    from argen_ray.config.serve import ServeConfig
+    from argen_ray.serving.images import decode_image
+
+    gray = np.asarray(Image.fromarray(astronaut_face()).convert("L"))
+    decoded = decode_image(b64(image_bytes(Image.fromarray(gray.astype(np.uint16) * 257), "PNG")), ServeConfig())
+    assert decoded.shape == (*gray.shape, 3) and np.array_equal(decoded[..., 0], gray)
