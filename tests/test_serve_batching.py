@@ -21,15 +21,13 @@ def test_one_bad_state_never_fails_the_others_in_its_batch(tmp_path):
                                                 {"path": str(policy), "origin": "checkpoint", "mlflow_run_id": None})
     face = astronaut_face()
     prompts = [f"prompt {i}: the brows rise and the jaw drops" for i in range(5)]
-    # A lone surrogate makes the tokenizer raise TypeError; a missing image fails the landmark
-    # reader. Neither is an ArgenError.
-    bad = [("a smile \ud800", face), ("a smile", None)]
-
-    batch_method = PolicyDeployment.func_or_class.decide_batch.__wrapped__  # under @serve.batch
-    results = asyncio.run(batch_method(deployment, [(p, face) for p in prompts] + bad))
-    assert deployment.batches == 1 and deployment.largest_batch == len(prompts) + len(bad)
     alone = [deployment.service.decide([p], [face])[0] for p in prompts]
-    assert results[:len(prompts)] == alone
-    for error in results[len(prompts):]:
-        assert isinstance(error, RequestError) and error.status == 422, error
-        assert "cannot encode this request" in error.message
+    batch_method = PolicyDeployment.func_or_class.decide_batch.__wrapped__  # under @serve.batch
+    # A lone surrogate makes the tokenizer raise TypeError (not an ArgenError); a missing image
+    # fails the state encoder.
+    for n, bad in enumerate((("a smile \ud800", face), ("a smile", None)), 1):
+        results = asyncio.run(batch_method(deployment, [(p, face) for p in prompts] + [bad]))
+        assert deployment.batches == n and deployment.largest_batch == len(prompts) + 1
+        assert results[:len(prompts)] == alone
+        assert isinstance(results[-1], RequestError) and results[-1].status == 422, results[-1]
+        assert "cannot encode this request" in results[-1].message
