@@ -43,8 +43,11 @@ case "${1:-start}" in
       --port "$PORT" --dashboard-host 127.0.0.1 --dashboard-port "$DASH" --num-cpus "${NUM_CPUS:-4}" \
       --temp-dir "$TEMP/ray" --disable-usage-stats > "$TEMP/head.log" 2>&1 &
     echo $! > "$PIDFILE"
-    for _ in $(seq 180); do  # the Jobs API answers once the dashboard is up
-      if RAY_AUTH_MODE=token RAY_AUTH_TOKEN=$TOKEN "$RAY" job list --address "http://127.0.0.1:$DASH" >/dev/null 2>&1; then
+    # Ready when a job can be submitted: the Jobs API answers before the node's job agent has
+    # registered ("No available agent"), so the probe is a no-op job.
+    for i in $(seq 180); do
+      if RAY_AUTH_MODE=token RAY_AUTH_TOKEN=$TOKEN "$RAY" job submit --address "http://127.0.0.1:$DASH" --no-wait \
+           --submission-id "local-sh-ready-$$-$i" -- true >/dev/null 2>&1; then
         echo "local.sh: head pid $(cat "$PIDFILE"), temp dir $TEMP/ray, job API http://127.0.0.1:$DASH"
         echo "local.sh: now run: source $TEMP/env.sh"
         exit 0
