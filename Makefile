@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt requirements/nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/argen-ray run --config configs/local.yaml
 
-test: $(STAMP)
+# Undefined names, redefinitions and syntax errors (pyflakes rules in pyproject's [tool.ruff.lint]).
+lint: $(STAMP)
+	$(BIN)/ruff check argen_ray serve tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)

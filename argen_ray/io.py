@@ -13,13 +13,43 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from argen_ray.errors import ArgenError
+
+
+class OutputError(ArgenError, OSError):
+    """An output cannot be written where the config says (a run_dir that is a file, or not
+    writable); the message names the path and why."""
+
+
+def _why(exc: OSError) -> str:
+    return {FileExistsError: "a file is in the way of a folder", NotADirectoryError: "a file is in the way of a folder",
+            PermissionError: "permission denied"}.get(type(exc), exc.strerror or type(exc).__name__)
+
+
+def ensure_dir(path: str | os.PathLike, writable: bool = False) -> Path:
+    """`path` as an existing folder (created with its parents; `writable`: one this process may
+    write in), or an `OutputError` naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {path}: {_why(exc)}"
+                          f"{f' ({exc.filename})' if exc.filename and str(exc.filename) != str(path) else ''}; "
+                          "check run_dir") from None
+    if writable and not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"the output folder {path} is not writable; check run_dir")
+    return path
+
 
 @contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it onto `target`."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
+    ensure_dir(target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {_why(exc)} in {target.parent}; check run_dir") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -75,6 +105,12 @@ class JsonlStore:
     def __contains__(self, item_key: object) -> bool:
         return str(item_key) in self.records
 
+    def retain(self, keep) -> None:
+        """Keep only the records for which `keep(record)` is true (atomically rewritten): work
+        recorded after the state a rerun resumes from is redone, never listed twice."""
+        self.records = {k: r for k, r in self.records.items() if keep(r)}
+        atomic_write_text(self.path, "".join(json.dumps(r, default=str) + "\n" for r in self.records.values()))
+
     def __len__(self) -> int:
         return len(self.records)
 
@@ -115,10 +151,16 @@ def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{what} {path} is a folder; name a YAML file in it")
     if not path.is_file():
         raise error(f"{what} {path} does not exist")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not a text file (byte {exc.start} is not UTF-8); name a YAML file") from None
+    except OSError as exc:
+        raise error(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise error(f"{what} {path} is not valid YAML: {exc}") from None
     if loaded is None:

@@ -10,12 +10,11 @@ Bounded: loopback only, a fixed number of requests, a timeout per request. The p
 run dir's (or `--checkpoint`); without one, a freshly initialised policy is written into a
 temporary run dir (serving speed does not depend on the weights).
 
-    .venv/bin/python benchmarks/bench_serve.py [--requests 64] [--concurrency 1 4 16]
+    .venv/bin/python benchmarks/bench_serve.py [--requests 64] [--concurrency 1 4 8]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -143,7 +142,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=["ray.num_cpus=4"], metavar="KEY=VALUE")
     parser.add_argument("--checkpoint", default=None, help="policy to serve (default: the run dir's)")
     parser.add_argument("--requests", type=int, default=64, help="requests per concurrency level")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--repeats", type=int, default=200, help="bare forward passes timed in process")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench" / "serve.json"))
     args = parser.parse_args()

@@ -57,3 +57,41 @@ def test_ctrl_c_message_says_whether_a_rerun_resumes(monkeypatch, capsys):
 
     assert argen_ray.commands.serve.RESUMABLE is False and argen_ray.commands.tune.RESUMABLE is False
     assert getattr(argen_ray.commands.train, "RESUMABLE", True) is True
+
+
+def _one_clean_line(out, *words):
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert "Traceback" not in out.stderr and len(lines) == 1 and lines[0].startswith("argen-ray data: error: "), lines
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_config_that_is_binary_or_a_folder_is_one_clean_error(tmp_path):
+    binary = tmp_path / "model.pt"
+    binary.write_bytes(bytes(range(256)) * 4)
+    _one_clean_line(_run("data", "--config", str(binary)), str(binary), "not a text file")
+    _one_clean_line(_run("data", "--config", str(tmp_path)), str(tmp_path), "is a folder")
+    _one_clean_line(_run("data", "--config", str(tmp_path / "nope.yaml")), "does not exist")
+
+
+def test_run_dir_that_is_a_file_or_not_writable_is_one_clean_error(tmp_path):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    _one_clean_line(_run("data", "--set", f"run_dir={a_file}"), str(a_file), "run_dir")
+    _one_clean_line(_run("data", "--set", f"run_dir={a_file / 'sub'}"), str(a_file / "sub"), "run_dir")
+    # /proc refuses new folders even to root (CI runs as root, so a chmod would not do).
+    _one_clean_line(_run("data", "--set", "run_dir=/proc/argen-ray-run"), "/proc/argen-ray-run", "run_dir")
+
+
+def test_relative_run_dir_under_a_submitted_job_is_refused(tmp_path):
+    """A job's working dir is Ray's temporary copy of the upload; a relative run_dir would vanish."""
+    import json
+    import os
+
+    job = json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_0123.zip"}, "metadata": {}})
+    env = {**os.environ, "RAY_JOB_CONFIG_JSON_ENV_VAR": job}
+    out = subprocess.run([sys.executable, "-m", "argen_ray.cli", "data", "--set", "run_dir=runs/job"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    _one_clean_line(out, "runs/job is relative", "absolute path")
+    assert not (tmp_path / "runs").exists()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from train_setup import ROOT, fast_overrides, fresh_run
 
@@ -30,24 +31,36 @@ def _kill_leftovers(marker: str) -> None:
 
 
 def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_path):
+    """Killed after iteration 3 with its last checkpoint at 2, the rerun redoes iteration 3: every
+    iteration is in history.jsonl and in MLflow exactly once, none skipped."""
     run_dir = fresh_run(tmp_path_factory, tmp_path / "run")
-    sets = [x for o in fast_overrides(run_dir, train__iterations=3, reward__w_e=0) for x in ("--set", o)]
+    sets = [x for o in fast_overrides(run_dir, train__iterations=4, train__checkpoint_every=2, reward__w_e=0)
+            for x in ("--set", o)]
     command = [sys.executable, "-m", "argen_ray.cli", "train", "--config", "configs/local.yaml", *sets]
     temp = f"/tmp/argen-resume-{secrets.token_hex(3)}"
     env = {**os.environ, "RAY_TMPDIR": temp}
     env.pop("RAY_ADDRESS", None)
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    marker = run_dir / "policy" / "checkpoints" / "iter_000002" / "argen_state.json"
+    history_file = run_dir / "policy" / "history.jsonl"
+
+    def iterations_in_history() -> list[int]:
+        if not history_file.is_file():
+            return []
+        return [json.loads(line)["iteration"] for line in history_file.read_text().splitlines() if line.endswith("}")]
+
     try:
         deadline = time.time() + 400
-        while not marker.is_file() and first.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
-        assert marker.is_file(), (first.stdout.read() if first.poll() is not None else "timed out")[-3000:]
-        first.send_signal(signal.SIGKILL)  # mid-way, no chance to clean up
+        while 3 not in iterations_in_history() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert 3 in iterations_in_history(), (first.stdout.read() if first.poll() is not None else "timed out")[-3000:]
+        first.send_signal(signal.SIGKILL)  # between checkpoints 2 and 4, no chance to clean up
         first.wait(timeout=30)
     finally:
         _kill_leftovers(temp)
-    assert not (run_dir / "policy" / "checkpoints" / "iter_000003").exists()  # really killed mid-way
+    checkpoints = run_dir / "policy" / "checkpoints"
+    assert (checkpoints / "iter_000002").is_dir() and not (checkpoints / "iter_000004").exists()
+    with sqlite3.connect(run_dir / "mlflow.db") as db:  # MLflow only holds what a checkpoint holds
+        assert {s for (s,) in db.execute("select distinct step from metrics where key='score'")} == {1, 2}
 
     try:
         second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
@@ -57,22 +70,24 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_
     assert second.returncode == 0, second.stderr[-4000:]
     found = re.search(r"resumed after iteration (\d+)", second.stdout)
     assert found and int(found.group(1)) == 2, second.stdout[-2000:]  # the newest complete checkpoint
-    history = [json.loads(line) for line in (run_dir / "policy" / "history.jsonl").read_text().splitlines()]
-    assert sorted({h["iteration"] for h in history}) == [1, 2, 3]
+    assert iterations_in_history() == [1, 2, 3, 4]  # each line once, in order: 3 redone, not repeated
     state = json.loads((run_dir / "policy" / "state.json").read_text())
-    assert state["iteration"] == 3 and Path(state["checkpoint"]).name == "iter_000003"
+    assert state["iteration"] == 4 and Path(state["checkpoint"]).name == "iter_000004"
     # Old checkpoints are pruned to train.keep_checkpoints, newest kept.
-    kept = sorted(p.name for p in (run_dir / "policy" / "checkpoints").glob("iter_*"))
-    assert kept == ["iter_000002", "iter_000003"]
+    assert sorted(p.name for p in checkpoints.glob("iter_*")) == ["iter_000002", "iter_000004"]
 
-    # One MLflow run across both processes, with every per-iteration metric up to step 3.
+    # One MLflow run across both processes; every per-iteration metric exactly once per iteration.
     with sqlite3.connect(run_dir / "mlflow.db") as db:
         runs = db.execute("select run_uuid, status from runs").fetchall()
         assert len(runs) == 1 and runs[0][1] == "FINISHED" and runs[0][0] == state["mlflow_run_id"]
-        steps = {k: max(s for (s,) in db.execute("select step from metrics where key=?", (k,)))
-                 for k in ("score", "r_t", "r_q", "r_f", "nfe", "steps", "entropy_steps", "entropy_alpha",
-                           "entropy_beta", "wall_s")}
-        assert set(steps.values()) == {3}
+        for key in ("score", "r_t", "r_q", "r_f", "nfe", "steps", "entropy_steps", "entropy_alpha", "entropy_beta",
+                    "wall_s", "rescored"):
+            steps = sorted(s for (s,) in db.execute("select step from metrics where key=?", (key,)))
+            assert steps == [1, 2, 3, 4], (key, steps)
+        redone = db.execute("select value from metrics where key='wall_s' and step=3").fetchone()[0]
+    history = {json.loads(line)["iteration"]: json.loads(line) for line in history_file.read_text().splitlines()}
+    assert redone == pytest.approx(history[3]["wall_s"])  # MLflow and history agree on the redone iteration
+    assert history[3]["rescored"] == 0  # no scorer crashed: counted, and zero
     for artifact in ("policy.pt", "reward_curve.png", "eval.json"):
         assert (run_dir / "policy" / artifact).is_file(), artifact
         # The MLflow run's copies live inside the run folder, not in the working directory.

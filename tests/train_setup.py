@@ -37,10 +37,10 @@ def prompts_run(tmp_path_factory) -> Path:
 
 
 def fresh_run(tmp_path_factory, target: Path) -> Path:
-    """A new run folder with a copy of the session's prompts and state cache (the images stay in
-    the session run; prompts.jsonl names them by absolute path)."""
+    """A new run folder with a copy of the session's prompts, their identity images (prompts.jsonl
+    names them relative to its folder) and the state cache."""
     base = prompts_run(tmp_path_factory)
-    shutil.copytree(base / "prompts", target / "prompts", ignore=shutil.ignore_patterns("identities"))
+    shutil.copytree(base / "prompts", target / "prompts")
     (target / "policy").mkdir(parents=True)
     for cache in (base / "policy").glob("states-*.npz"):
         shutil.copy2(cache, target / "policy" / cache.name)

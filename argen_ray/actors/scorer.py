@@ -15,6 +15,7 @@ pool gives up with an error naming it. No reward is silently dropped.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -26,6 +27,8 @@ from argen_ray.ard.rewards import RewardScorer, check_batch, check_video
 from argen_ray.config import Config
 from argen_ray.config.reward import RewardConfig
 from argen_ray.errors import ArgenError, root_message
+
+logger = logging.getLogger(__name__)
 
 # Tasks queued per actor: one running, one waiting, so an actor never idles between videos.
 TASKS_PER_ACTOR = 2
@@ -165,6 +168,8 @@ class ScorerPool:
                                       f"time {self._actor_label(actor)} (reward.scorer_max_rescores="
                                       f"{self.cfg.scorer_max_rescores}): {root_message(exc)}") from None
             self.rescored.append(index)
+            logger.warning("video %d rescored (attempt %d of %d): %s crashed: %s", index, attempts[index] + 1,
+                           self.cfg.scorer_max_rescores + 1, self._actor_label(actor), root_message(exc))
             # Rescore on the next actor; the crashed one (restarting) takes later videos.
             rescore.append((index, (actor + attempts[index]) % n))
 

@@ -12,7 +12,7 @@ import os
 from argen_ray.asi.vlm import VLMRequest, build_vlm
 from argen_ray.config import Config
 from argen_ray.config.asi import VLMConfig
-from argen_ray.errors import ArgenError
+from argen_ray.errors import ArgenError, root_message
 
 VLM_ACTOR_NAME = "argen-vlm"
 

@@ -30,8 +30,9 @@ from argen_ray.errors import ArgenError
 
 # Per-candidate values reported in the step infos (and logged per iteration).
 CANDIDATE_FIELDS = ("score", "r_t", "r_q", "r_f", "r_e", "r_c", "nfe", "steps", "alpha", "beta")
-# Per-group wall times (seconds) of the batched generator call and of scoring the G videos.
-GROUP_TIMINGS = ("generate_s", "score_s")
+# Per-group wall times (seconds) of the batched generator call and of scoring the G videos, and
+# how many of the G videos were rescored after a scorer actor crashed.
+GROUP_TIMINGS = ("generate_s", "score_s", "rescored")
 
 
 def field_means(rows: list[dict], fields: tuple[str, ...] = CANDIDATE_FIELDS) -> dict[str, float]:
@@ -154,13 +155,14 @@ class CandidateEvaluator:
             [r.frames for r in results], [states.images[i] for i in indices], [p.steps for p in params],
             target_aus=[r.aus for r in requests]))
         t2 = time.perf_counter()
+        rescored = len(getattr(self.scorers, "rescored", ()))
         out = []
         for i, p, result, score in zip(indices, params, results, scores):
             out.append({"prompt_id": states.rows[i]["prompt_id"], "score": score["score"], "r_t": score["r_t"],
                         "r_q": score["r_q"], "r_f": score["r_f"], "r_e": score["r_e"], "r_c": score["r_c"],
                         "nfe": result.nfe, "num_frames": int(len(result.frames)),
                         "steps": p.steps, "alpha": p.alpha, "beta": p.beta,
-                        "generate_s": t1 - t0, "score_s": t2 - t1})
+                        "generate_s": t1 - t0, "score_s": t2 - t1, "rescored": rescored})
         return out
 
 

@@ -154,7 +154,9 @@ def build_state_encoder(cfg, generator=None) -> StateEncoder:
 def _cache_key(encoder_id: str, rows: list[dict], images: list[Path]) -> str:
     h = hashlib.sha256(encoder_id.encode())
     for row, image in zip(rows, images):
-        h.update(json.dumps([str(row["prompt_id"]), row["prompt"], str(image), image.stat().st_size,
+        # The row's own image name (relative to prompts.jsonl): a run folder moved or copied
+        # elsewhere keeps its cache.
+        h.update(json.dumps([str(row["prompt_id"]), row["prompt"], str(row["image"]), image.stat().st_size,
                              image.stat().st_mtime_ns]).encode())
     return h.hexdigest()[:16]
 

@@ -8,9 +8,12 @@
    checkpoint exists under `<run_dir>/policy/checkpoints/`, resumes from the latest one
    (the iteration counter continues, and so does the same MLflow run);
 4. trains `train.iterations` iterations with a progress bar, logging every reward component,
-   the score, each head's entropy, the mean chosen T, NFE per video and wall time to MLflow,
-   checkpointing every `train.checkpoint_every` iterations (atomically: a checkpoint folder
-   appears complete or not at all);
+   the score, each head's entropy, the mean chosen T, NFE per video, videos rescored after a
+   scorer crash and wall time, checkpointing every `train.checkpoint_every` iterations
+   (atomically: a checkpoint folder appears complete or not at all). Each iteration goes to
+   `history.jsonl` as it ends and to MLflow once a checkpoint holds it, so a killed run that
+   resumes redoes the iterations after its checkpoint and neither record lists one twice or
+   skips one;
 5. exports `policy/policy.pt` (see `load_policy`), evaluates the argmax policy against a
    random policy on the held-out states, and logs the reward curve plot and the evaluation.
 
@@ -32,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from argen_ray.ard.env import CANDIDATE_FIELDS, ARGenEnv, CandidateEvaluator, field_means
+from argen_ray.ard.env import CANDIDATE_FIELDS, GROUP_TIMINGS, ARGenEnv, CandidateEvaluator, field_means
 from argen_ray.ard.policy import HEADS, POLICY_FILE, PolicyHandle, export_policy
 from argen_ray.ard.states import StateSet, build_state_encoder, load_states
 from argen_ray.config import Config
@@ -118,7 +121,9 @@ def iteration_metrics(result: dict, wall_s: float) -> dict[str, float]:
     """The per-iteration numbers a person follows: rewards, score, entropies, T, NFE, time."""
     argen = result.get("argen", {})
     learner = result.get("learners", {}).get("default_policy", {})
-    metrics = {name: float(argen[name]) for name in CANDIDATE_FIELDS + ("generate_s", "score_s") if name in argen}
+    metrics = {name: float(argen[name]) for name in CANDIDATE_FIELDS + GROUP_TIMINGS if name in argen}
+    if "rescored" in metrics:  # a per-group count averaged over the groups: the iteration's total
+        metrics["rescored"] = float(round(metrics["rescored"] * float(argen.get("groups", 1))))
     metrics.update({name: float(learner[name]) for name in LEARNER_METRICS if name in learner})
     metrics["wall_s"] = wall_s
     return metrics
@@ -328,6 +333,7 @@ class PolicyTrainer:
         self.train_states: StateSet | None = None
         self.eval_states: StateSet | None = None
         self._mlflow_run_id: str | None = None
+        self._mlflow_logged: set[tuple[str, int]] = set()  # (metric, iteration) already in MLflow
 
     # -- 1. actors and states -----------------------------------------------------------------
     def setup(self, progress: bool = True) -> None:
@@ -412,6 +418,7 @@ class PolicyTrainer:
         if not self.cfg.tracking.enabled:
             return None
         import mlflow
+        import mlflow.tracking
 
         from argen_ray.config.root import config_to_yaml
 
@@ -428,7 +435,28 @@ class PolicyTrainer:
                     "generator.action_space": json.dumps(self.cfg.generator.action_space.model_dump())}
             mlflow.log_params(flat)
             mlflow.log_text(config_to_yaml(self.cfg), "config.resolved.yaml")
+        client = mlflow.tracking.MlflowClient()
+        self._mlflow_logged = {(key, m.step) for key in client.get_run(run.info.run_id).data.metrics
+                               for m in client.get_metric_history(run.info.run_id, key)}
         return mlflow
+
+    def _log_history(self, mlflow, history: JsonlStore, upto: int) -> None:
+        """Log every (metric, iteration) of `history` up to `upto` that MLflow lacks, in batches.
+
+        Called after each checkpoint (and once on resume), so MLflow only ever holds iterations a
+        checkpoint holds: a rerun redoes the later ones, and an iteration checkpointed but not yet
+        logged when the run was killed is logged on resume."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        new = [Metric(key, float(value), now, int(h["iteration"]))
+               for h in sorted(history, key=lambda h: h["iteration"]) if h["iteration"] <= upto
+               for key, value in h.items()
+               if key != "iteration" and (key, int(h["iteration"])) not in self._mlflow_logged]
+        client = mlflow.tracking.MlflowClient()
+        for i in range(0, len(new), 1000):  # MLflow's batch limit
+            client.log_batch(self._mlflow_run_id, metrics=new[i:i + 1000])
+        self._mlflow_logged.update((m.key, m.step) for m in new)
 
     # -- 4. the run ---------------------------------------------------------------------------
     def run(self, on_iteration: Callable[[int, dict], None] | None = None, evaluate: bool = True) -> TrainSummary:
@@ -440,21 +468,27 @@ class PolicyTrainer:
             self.setup(progress=cfg.train.progress)
         start = self.restore()
         history_store = JsonlStore(self.policy_dir / "history.jsonl", key="iteration")
+        history_store.retain(lambda h: h["iteration"] <= start)  # later ones are redone now
         mlflow = self._start_mlflow()
         checkpoint = self.latest_checkpoint()[0] if start else None
         try:
+            if mlflow:
+                self._log_history(mlflow, history_store, start)
             bar = tqdm(total=cfg.train.iterations, initial=start, desc="train", unit="it", disable=not cfg.train.progress)
             for iteration in range(start + 1, cfg.train.iterations + 1):
                 t0 = time.perf_counter()
                 result = self.algo.train()
                 metrics = iteration_metrics(result, time.perf_counter() - t0)
                 history_store.append({"iteration": iteration, **metrics})
-                if mlflow:
-                    mlflow.log_metrics(metrics, step=iteration)
+                if metrics.get("rescored"):
+                    tqdm.write(f"[argen-ray] iteration {iteration}: {metrics['rescored']:g} videos rescored after a "
+                               "scorer actor crashed")
                 if on_iteration:
                     on_iteration(iteration, metrics)
                 if iteration % cfg.train.checkpoint_every == 0 or iteration == cfg.train.iterations:
                     checkpoint = self.save_checkpoint(iteration)
+                    if mlflow:
+                        self._log_history(mlflow, history_store, iteration)
                 bar.set_postfix(score=f"{metrics.get('score', float('nan')):.3f}",
                                 T=f"{metrics.get('steps', float('nan')):.1f}")
                 bar.update(1)

@@ -108,6 +108,9 @@ def prompt_seed(base_seed: int, prompt_id: str) -> int:
 
 
 def save_identity_images(selection: IdentitySelection, out: Path) -> dict[str, Path]:
+    """Write each chosen identity frame once; returns its path relative to `out` (the folder of
+    prompts.jsonl, against which readers resolve it), so a run folder moved or mounted elsewhere
+    (a `ray job submit` working dir, a shared volume) still finds its images."""
     from PIL import Image
 
     paths = {}
@@ -117,7 +120,7 @@ def save_identity_images(selection: IdentitySelection, out: Path) -> dict[str, P
             buf = io.BytesIO()
             Image.fromarray(frame.image).save(buf, format="PNG")
             atomic_write_bytes(target, buf.getvalue())
-        paths[frame.identity_id] = target
+        paths[frame.identity_id] = target.relative_to(out)
     return paths
 
 

@@ -146,6 +146,19 @@ def open_generator(cfg):
     return GeneratorPool.from_config(cfg), cfg.generator.num_actors
 
 
+def manifest_image(row: dict, prompts_path: Path, out: Path, run_dir) -> str:
+    """A prompt row's image as the manifest names it: relative to the manifest's folder when it
+    lies inside the run folder (so the run folder can move, e.g. out of a job's working dir),
+    else absolute."""
+    import os
+
+    from argen_ray.ard.states import resolve_image
+
+    image = resolve_image(row, prompts_path).resolve()
+    inside = image.is_relative_to(Path(run_dir).resolve())
+    return os.path.relpath(image, out.resolve()) if inside else str(image)
+
+
 def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path | None = None, policy=None,
                    fixed: str | None = None, per_prompt: int = 1, score: bool = False,
                    amounts: dict[str, int] | None = None) -> Path:
@@ -207,7 +220,8 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
                 write_gif(out / "previews" / f"{cid}.gif", result.frames, fps=cfg.generator.fps)
                 record = {"clip_id": cid, "video": f"{cid}.mp4", "preview": f"previews/{cid}.gif",
                           "prompt_id": row["prompt_id"], "prompt": row["prompt"], "emotion": row.get("emotion"),
-                          "aus": row.get("aus") or {}, "image": row["image"], "identity": row.get("identity_id"),
+                          "aus": row.get("aus") or {}, "image": manifest_image(row, prompts_path, out, cfg.run_dir),
+                          "identity": row.get("identity_id"),
                           "subject": row.get("subject"),
                           **chosen_action, "guidance": np.asarray(request.guidance, float).round(4).tolist(),
                           "seed": request.seed, "num_frames": int(len(result.frames)), "fps": cfg.generator.fps,

@@ -36,10 +36,15 @@ class ServeConfig(Section):
     max_image_bytes: int = Field(4_000_000, ge=1024)
     max_image_pixels: int = Field(16_000_000, ge=1024)
     min_image_side: int = Field(32, ge=8)
+    # Longer side / shorter side, checked from the header: a face photo is never a 400000x32
+    # strip, whose upscaling for the face detector would need gigabytes (a 422 instead).
+    max_image_aspect: float = Field(4.0, ge=1.0)
     max_frames: int = Field(32, ge=2)
     max_prompt_chars: int = Field(2000, ge=1)
     # A request waiting longer than this on a deployment gets 504 instead of hanging.
     request_timeout_s: float = Field(300.0, gt=0)
+    # A request body that has not fully arrived within this many seconds gets 408.
+    body_timeout_s: float = Field(10.0, gt=0)
     # AU backend reading the uploaded identity image (`asi.au` backends; the landmark one needs
     # no per-dataset files).
     au_backend: str = "landmark"

@@ -2,9 +2,11 @@
 generator deployment (DESIGN 1, "Serve").
 
 Routes: `GET /healthz`, `GET /v1/info`, `POST /v1/policy`, `POST /v1/generate`, and FastAPI's
-`/docs` and `/openapi.json`. Every bad request is a 4xx with {"error": {"field", "message",
-"status"}}; a deployment that does not answer within `serve.request_timeout_s` is a 504, a full
-queue a 503.
+`/docs` and `/openapi.json`. Every error, FastAPI's own included (404, 405, bad JSON), is
+{"error": {"field", "message", "status"}}: a bad request a 4xx, a body that does not arrive
+within `serve.body_timeout_s` a 408, a deployment that does not answer within
+`serve.request_timeout_s` a 504, a full queue a 503, and anything unforeseen a 500 in the same
+shape. One bad state never fails the other requests of its policy batch.
 
 Deployments (replicas, autoscaling, CPUs/GPUs from the `serve` config section):
 - `PolicyDeployment` — `PolicyService`; /v1/policy states are batched with `serve.batch`.
@@ -23,14 +25,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from argen_ray.config import Config
-from argen_ray.errors import ArgenError
+from argen_ray.errors import ArgenError, root_message
 from argen_ray.serving.schemas import (ErrorResponse, GenerateRequest, GenerateResponse, PolicyDecision, PolicyRequest,
                                        RequestError)
 
 API_VERSION = "v1"
-ERROR_RESPONSES = {code: {"model": ErrorResponse} for code in (413, 422, 503, 504)}
+ERROR_RESPONSES = {code: {"model": ErrorResponse} for code in (408, 413, 422, 503, 504)}
 
 app = FastAPI(title="argen-ray", version=API_VERSION,
               description="ARGen online: the trained step/guidance policy and AU-grounded expression video "
@@ -61,16 +64,85 @@ async def _argen_error(request: Request, exc: ArgenError) -> JSONResponse:
     return JSONResponse(RequestError(None, str(exc)).body(), status_code=422)
 
 
-@app.middleware("http")
-async def _limit_body(request: Request, call_next):
-    """Oversize bodies are refused from their Content-Length, before any byte is parsed."""
-    limit = getattr(request.app.state, "max_body_bytes", None)
-    length = request.headers.get("content-length", "")
-    if limit and length.isdigit() and int(length) > limit:
-        error = RequestError("image", f"request body is {length} bytes; the limit is {limit} "
-                                      "(serve.max_image_bytes as base64 plus the other fields)", status=413)
-        return JSONResponse(error.body(), status_code=413)
-    return await call_next(request)
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own errors (404, 405, a body it cannot parse: invalid UTF-8, JSON nested too
+    deep) in the documented shape instead of {"detail": ...}."""
+    field = "body" if exc.status_code == 400 else None
+    return JSONResponse(RequestError(field, str(exc.detail), status=exc.status_code).body(),
+                        status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+@app.exception_handler(Exception)
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    error = RequestError(None, f"internal error ({type(exc).__name__}); the server log has the details", status=500)
+    return JSONResponse(error.body(), status_code=500)
+
+
+class BodyGuard:
+    """ASGI middleware that reads the whole body before any route sees it: over
+    `max_body_bytes` (declared in Content-Length or as it streams in) is a 413, not all there
+    within `body_timeout_s` a 408; the route then reads the body from memory."""
+
+    def __init__(self, asgi_app):
+        self.app = asgi_app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        state = scope["app"].state  # the app Serve runs (a copy of this module's `app`)
+        limit = getattr(state, "max_body_bytes", None)
+        timeout = getattr(state, "body_timeout_s", None)
+        length = dict(scope.get("headers") or []).get(b"content-length", b"").decode("latin-1")
+        if limit and length.isdigit() and int(length) > limit:
+            return await self._refuse(scope, receive, send, self._too_large(length, limit))
+        chunks, size = [], 0
+
+        async def read_body() -> dict | None:
+            nonlocal size
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return message  # the client went away: hand that on
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                if limit and size > limit:
+                    raise self._too_large(f"over {size}", limit)
+                if not message.get("more_body"):
+                    return None
+
+        try:
+            early = await asyncio.wait_for(read_body(), timeout)
+        except asyncio.TimeoutError:
+            error = RequestError("body", f"only {size} bytes of the body arrived within {timeout:g} s "
+                                         "(serve.body_timeout_s)", status=408)
+            return await self._refuse(scope, receive, send, error)
+        except RequestError as error:
+            return await self._refuse(scope, receive, send, error)
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if early is not None:
+                return early
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    @staticmethod
+    def _too_large(length: str, limit: int) -> RequestError:
+        return RequestError("image", f"request body is {length} bytes; the limit is {limit} "
+                                     "(serve.max_image_bytes as base64 plus the other fields)", status=413)
+
+    @staticmethod
+    async def _refuse(scope, receive, send, error: RequestError) -> None:
+        await JSONResponse(error.body(), status_code=error.status, headers={"connection": "close"})(scope, receive, send)
+
+
+app.add_middleware(BodyGuard)
 
 
 def _config(config: dict) -> Config:
@@ -98,15 +170,18 @@ class PolicyDeployment:
         self.largest_batch = max(self.largest_batch, len(states))
         try:
             return await asyncio.to_thread(self.service.decide, prompts, images)
-        except ArgenError:
-            # One bad state must not fail the batch: retry one by one, errors as values.
+        except Exception:  # noqa: BLE001
+            # One bad state must not fail the batch, whatever it raises: retry one by one,
+            # errors as values (each request gets its own answer).
             return [await asyncio.to_thread(self._decide_one, p, i) for p, i in zip(prompts, images)]
 
     def _decide_one(self, prompt, image):
         try:
             return self.service.decide([prompt], [image])[0]
-        except ArgenError as exc:
-            return RequestError(None, f"state encoder {self.service.encoder.encoder_id}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - this state's own failure, answered as its 422
+            what = str(exc) if isinstance(exc, ArgenError) else f"{type(exc).__name__}: {exc}"
+            return RequestError(None, f"state encoder {self.service.encoder.encoder_id} cannot encode this "
+                                      f"request: {what}")
 
     async def decide(self, prompt: str, image) -> dict:
         self.requests += 1
@@ -145,6 +220,7 @@ class Ingress:
         self.prompts = PromptService(self.cfg)
         # base64 grows 4/3; the other fields of a request are small.
         app.state.max_body_bytes = self.cfg.serve.max_image_bytes * 4 // 3 + 64_000
+        app.state.body_timeout_s = self.cfg.serve.body_timeout_s
         self._action_space: dict | None = None
 
     # -- helpers ------------------------------------------------------------------------------
@@ -175,11 +251,17 @@ class Ingress:
         from argen_ray.serving.images import decode_image, require_face
 
         image = decode_image(data, self.cfg.serve)
-        require_face(image)
+        try:
+            require_face(image)
+        except RequestError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the detector choking on this upload is its 422
+            raise RequestError("image", f"the face detector cannot read this image ({type(exc).__name__}: "
+                                        f"{exc})") from None
         return image
 
     # -- routes -------------------------------------------------------------------------------
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz(self) -> dict:
         return {"status": "ok"}
 

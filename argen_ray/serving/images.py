@@ -2,7 +2,8 @@
 
 Checks run cheapest first and before any pixel is decoded: size of the base64 text, base64
 syntax, byte size, format (PNG or JPEG by content, not by a claimed name), pixel count (a
-decompression bomb never reaches memory), minimum side, then the decode itself.
+decompression bomb never reaches memory), minimum side and aspect ratio (a 400000x32 strip never
+reaches the face detector's upscaling), then the decode itself; any decoder failure is a 422.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ FORMATS = ("PNG", "JPEG")
 
 def decode_image(data: str, cfg, field: str = "image") -> np.ndarray:
     """(H, W, 3) uint8 RGB from base64 PNG/JPEG text, checked against the `serve` limits."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     text = data.strip()
     if text.startswith("data:"):  # data:image/png;base64,....
@@ -41,23 +42,44 @@ def decode_image(data: str, cfg, field: str = "image") -> np.ndarray:
                            status=413)
     try:
         img = Image.open(io.BytesIO(raw))  # reads the header only
-    except (UnidentifiedImageError, OSError):
+    except Image.DecompressionBombError as exc:  # the header claims more pixels than PIL allows
+        raise RequestError(field, f"declares too many pixels ({exc}); the limit is {cfg.max_image_pixels} "
+                                  "(serve.max_image_pixels)", status=413) from None
+    except Exception:  # noqa: BLE001 - PIL raises OSError, SyntaxError, struct.error, ... on junk headers
         raise RequestError(field, f"is not a PNG or JPEG image ({len(raw)} bytes that no image decoder "
                                   "recognises)") from None
     if img.format not in FORMATS:
         raise RequestError(field, f"is a {img.format} image; send PNG or JPEG")
-    width, height = img.size
+    check_size(img.size, cfg, field)
+    try:
+        rgb = to_rgb(img)  # decodes; a truncated or corrupt body fails here
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this upload's fault, never a 500
+        raise RequestError(field, f"{img.format} data is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+    return rgb
+
+
+def check_size(size: tuple[int, int], cfg, field: str = "image") -> None:
+    """Pixel count, shortest side and aspect ratio from the header, before any pixel is decoded
+    (or upscaled for the face detector)."""
+    width, height = size
     if width * height > cfg.max_image_pixels:
         raise RequestError(field, f"is {width}x{height} = {width * height} pixels; the limit is "
                                   f"{cfg.max_image_pixels} (serve.max_image_pixels)", status=413)
     if min(width, height) < cfg.min_image_side:
         raise RequestError(field, f"is {width}x{height}; both sides must be at least {cfg.min_image_side} px "
                                   "(serve.min_image_side)")
-    try:
-        rgb = img.convert("RGB")  # decodes; a truncated or corrupt body fails here
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise RequestError(field, f"{img.format} data is corrupt or truncated ({exc})") from None
-    return np.asarray(rgb, dtype=np.uint8)
+    if max(width, height) > cfg.max_image_aspect * min(width, height):
+        raise RequestError(field, f"is {width}x{height}; the longer side may be at most {cfg.max_image_aspect:g} "
+                                  "times the shorter (serve.max_image_aspect): send a face photo")
+
+
+def to_rgb(img) -> np.ndarray:
+    """(H, W, 3) uint8 of any PNG/JPEG mode. 16-bit grayscale PNGs ("I;16", or "I" in older
+    Pillows) are scaled by 255/65535: PIL's own convert would clip them to white."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        gray = np.clip(np.asarray(img).astype(np.float64) / 257.0, 0, 255).round().astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 def require_face(image: np.ndarray, field: str = "image"):

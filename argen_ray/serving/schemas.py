@@ -5,7 +5,7 @@ Requests forbid unknown fields, so no request can smuggle in a server-side path 
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from argen_ray.errors import ArgenError
 
@@ -24,11 +24,30 @@ class RequestError(ArgenError, ValueError):
         return type(self), (self.field, self.message, self.status)
 
     def body(self) -> dict:
-        return {"error": {"field": self.field, "message": self.message, "status": self.status}}
+        """The JSON body; text a client sent (a field name with a lone surrogate) is escaped so
+        the answer can always be encoded."""
+        def text(value):
+            return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
+        return {"error": {"field": text(self.field), "message": text(self.message), "status": self.status}}
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity (JSON's NaN, 1e400) are never a valid parameter.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utf8_text(cls, value):
+        """A JSON escape can smuggle a lone surrogate (\\ud800) into a str that no encoder,
+        tokenizer or log can write: refused here, as the field's 422."""
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"holds a character that is not valid Unicode (a lone surrogate at position "
+                                 f"{exc.start})") from None
+        return value
 
 
 IMAGE_DOC = "the face image: base64 of PNG or JPEG bytes (a data:image/...;base64, prefix is accepted)"
@@ -43,9 +62,9 @@ class ParamsOverride(_Request):
     """Generation parameters chosen by the caller; each given value must be in its action set,
     the missing ones come from the policy."""
 
-    steps: int | None = None
-    alpha: float | None = None
-    beta: float | None = None
+    steps: int | None = Field(None, ge=1, le=10_000)
+    alpha: float | None = Field(None, ge=-1e6, le=1e6)
+    beta: float | None = Field(None, ge=-1e6, le=1e6)
 
 
 class GenerateRequest(_Request):
@@ -55,7 +74,7 @@ class GenerateRequest(_Request):
     prompt: str | None = Field(None, description="the prompt itself (wins over the ASI prompt when both are given)")
     seed: int | None = Field(None, ge=0, lt=2 ** 31, description="generation seed (random when absent)")
     params: ParamsOverride | None = None
-    num_frames: int | None = Field(None, ge=2, description="frames of the clip including the reference")
+    num_frames: int | None = Field(None, ge=2, le=100_000, description="frames of the clip including the reference")
     score: bool = Field(False, description="also compute the rewards of the generated clip")
 
 
