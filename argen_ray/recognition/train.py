@@ -64,14 +64,18 @@ def feature_cache(model: DFERBaseline, rc: RecognitionConfig, out_dir: str | os.
                              device=next(model.parameters()).device)
 
 
+def _frozen(model: torch.nn.Module) -> bool:
+    return getattr(model, "frozen_backbone", False)
+
+
 def trainable_state(model: DFERBaseline) -> dict:
     """The state dict without a frozen backbone (it is rebuilt from its ImageNet weights)."""
     state = model.state_dict()
-    return {k: v for k, v in state.items() if not (model.frozen_backbone and k.startswith("backbone."))}
+    return {k: v for k, v in state.items() if not (_frozen(model) and k.startswith("backbone."))}
 
 
 def _load_trainable(model: DFERBaseline, state: dict) -> None:
-    missing, unexpected = model.load_state_dict(state, strict=not model.frozen_backbone)
+    missing, unexpected = model.load_state_dict(state, strict=not _frozen(model))
     if unexpected or any(not k.startswith("backbone.") for k in missing):
         raise RecognitionError(f"{model.name}: checkpoint does not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
@@ -111,7 +115,7 @@ def train_model(model: DFERBaseline, records: list[ClipRecord], rc: RecognitionC
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
-    if model.frozen_backbone and cache is None:
+    if _frozen(model) and cache is None:
         raise RecognitionError(f"{model.name}: a frozen-backbone model trains on cached features; pass a cache")
     loader = _loader(records, rc, train=True, seed=seed, cache=cache)
     forward = model if cache is None else model.classify
