@@ -96,19 +96,9 @@ def _fmt(value: Any) -> Any:
     return "-" if value is None else value
 
 
-def _pm(d: dict) -> str:
-    if d["mean"] is None:
-        return "-"
-    return f"{d['mean']:.3f}" + ("" if d["std"] is None else f" ± {d['std']:.3f}")
-
-
-def _ci(d: dict) -> str:
-    if d["mean"] is None:
-        return "-"
-    return f"{d['mean']:+.3f}" + (" (no CI)" if d["ci"] is None else f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]")
-
-
 def _recognition_section(report: Report, results: dict) -> None:
+    from argen_ray.recognition.study import format_delta, format_mean_std
+
     scarce = results.get("scarce") or []
     pairs = results.get("pairs", [])
     report.heading("Recognition: original vs augmented training set")
@@ -123,9 +113,10 @@ def _recognition_section(report: Report, results: dict) -> None:
     header = ["model", "training set", "WAR", "UAR", "scarce AR", *(f"AR-{c}" for c in scarce)]
     plots = []
     for model, entry in results["study"].items():
-        rows = [[entry["display_name"], variant, *(_pm(s[k]) for k in keys)] for variant, s in entry["variants"].items()]
+        rows = [[entry["display_name"], variant, *(format_mean_std(s[k]) for k in keys)]
+                for variant, s in entry["variants"].items()]
         if "delta" in entry:
-            rows.append([entry["display_name"], "Δ [95 % CI]", *(_ci(entry["delta"][k]) for k in keys)])
+            rows.append([entry["display_name"], "Δ [95 % CI]", *(format_delta(entry["delta"][k]) for k in keys)])
         report.table(header, rows)
         if "verdict" in entry:
             report.paragraph(f"Verdict ({entry['display_name']}): {entry['verdict']['text']}.")

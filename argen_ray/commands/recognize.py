@@ -29,18 +29,6 @@ def _manifest(args: argparse.Namespace, run_dir: Path) -> Path | None:
     return default if default.is_file() else None
 
 
-def _pm(d: dict) -> str:
-    if d["mean"] is None:
-        return "-"
-    return f"{d['mean']:.3f}" + ("" if d["std"] is None else f" ± {d['std']:.3f}")
-
-
-def _ci(d: dict) -> str:
-    if d["mean"] is None:
-        return "-"
-    return f"{d['mean']:+.3f}" + ("" if d["ci"] is None else f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]")
-
-
 def _mean_table(result: dict):
     """Zero-shot results (no study: nothing is trained)."""
     from rich.table import Table
@@ -59,6 +47,8 @@ def study_tables(result: dict) -> list:
     verdict line; and the generated clips' recognizability per class."""
     from rich.table import Table
 
+    from argen_ray.recognition.study import format_delta, format_mean_std
+
     scarce = result.get("scarce") or []
     keys = ["war", "uar", "scarce_ar", *(f"ar_{c}" for c in scarce)]
     heads = ["WAR", "UAR", "scarce AR", *(f"AR-{c[:2].upper()}" for c in scarce)]
@@ -70,9 +60,9 @@ def study_tables(result: dict) -> list:
         for col in ("variant", *heads):
             table.add_column(col, justify="left" if col == "variant" else "right")
         for variant, s in entry["variants"].items():
-            table.add_row(variant, *(_pm(s[k]) for k in keys))
+            table.add_row(variant, *(format_mean_std(s[k]) for k in keys))
         if "delta" in entry:
-            table.add_row("Δ", *(_ci(entry["delta"][k]) for k in keys))
+            table.add_row("Δ", *(format_delta(entry["delta"][k]) for k in keys))
         out.append(table)
         if "verdict" in entry:
             out.append(f"[bold]{name}: {entry['verdict']['text']}[/]")

@@ -112,3 +112,17 @@ def summarize_study(pairs: list[dict], scarce: Sequence[str]) -> dict:
             entry["verdict"] = verdict(entry["delta"])
         summary[name] = entry
     return summary
+
+
+def format_mean_std(d: dict) -> str:
+    """"0.512 ± 0.034" (no ± with one pair; "-" when nothing was measured)."""
+    if d["mean"] is None:
+        return "-"
+    return f"{d['mean']:.3f}" + ("" if d["std"] is None else f" ± {d['std']:.3f}")
+
+
+def format_delta(d: dict) -> str:
+    """"+0.041 [+0.012, +0.070]": a paired difference with its 95 % CI ("(no CI)" with one pair)."""
+    if d["mean"] is None:
+        return "-"
+    return f"{d['mean']:+.3f}" + (" (no CI)" if d["ci"] is None else f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]")
