@@ -91,3 +91,25 @@ def test_training_moves_only_the_head_and_checkpoints_leave_the_backbone_out(tmp
     loaded, _ = load_checkpoint(row["checkpoint"])  # the backbone comes back from the ImageNet weights
     y_true, y_pred = predict(loaded, test, rc, progress=False)
     assert confusion_matrix(y_true, y_pred, 7).tolist() == row["confusion_matrix"]
+
+
+def test_training_samples_the_same_frames_and_flips_from_the_cache_as_from_the_clips(tmp_path, split):
+    from argen_ray.recognition.clips import ClipDataset
+    from argen_ray.recognition.features import FeatureClipDataset
+
+    train, _ = split
+    rc = load_config(None, TINY).recognition
+    model = build_model(NAME, hidden=16, num_segments=3)
+    cache = feature_cache(model, rc, tmp_path / "rec")
+    frames = ClipDataset(train, 3, rc.image_size, train=True, seed=7)
+    cached = FeatureClipDataset(train, cache, 3, train=True, seed=7)
+    for epoch in range(3):
+        frames.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(train)):
+            x, label = frames[i]
+            with torch.inference_mode():
+                expected = model.backbone(x)
+            got, got_label = cached[i]
+            assert got_label == label
+            torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)  # float16 storage
