@@ -97,29 +97,49 @@ def _fmt(value: Any) -> Any:
 
 
 def _recognition_section(report: Report, results: dict) -> None:
+    from argen_ray.recognition.study import format_delta, format_mean_std
+
     scarce = results.get("scarce") or []
+    pairs = results.get("pairs", [])
     report.heading("Recognition: original vs augmented training set")
-    report.paragraph(f"Protocol {results['protocol']}; only the training set changes (the augmented one adds the "
-                     "generated clips); both are scored on the same untouched test split. "
-                     "AR-x = recall of class x.")
-    header = ["model", "training set", "WAR", "UAR", *(f"AR-{c}" for c in scarce)]
-    rows = []
-    for model, variants in results["mean"].items():
-        for variant, s in variants.items():
-            rows.append([model, variant, s["war"], s["uar"], *(_fmt(s["ar"].get(c)) for c in scarce)])
-        if {"original", "augmented"} <= set(variants):
-            before, after = variants["original"], variants["augmented"]
-            delta = lambda a, b: None if a is None or b is None else round(a - b, 4)  # noqa: E731
-            rows.append([model, "change", delta(after["war"], before["war"]), delta(after["uar"], before["uar"]),
-                         *(_fmt(delta(after["ar"].get(c), before["ar"].get(c))) for c in scarce)])
-    report.table(header, rows)
+    report.paragraph(f"Protocol {results['protocol']}: a study over {len(pairs)} (fold, seed) pair(s) "
+                     f"({', '.join(f'fold {f} seed {s}' if f is not None else f'seed {s}' for f, s in pairs)}); "
+                     "both variants are trained on every pair. Only the training set changes (the augmented one adds "
+                     "the generated clips); both are scored once, after the last epoch, on the same untouched test "
+                     "split — nothing is selected or tuned on it. Cells: mean ± std over pairs; Δ = augmented − "
+                     "original, paired per pair, with its 95 % percentile bootstrap CI over pairs. AR-x = recall of "
+                     "class x; scarce AR = mean recall over the scarce classes.")
+    keys = ["war", "uar", "scarce_ar", *(f"ar_{c}" for c in scarce)]
+    header = ["model", "training set", "WAR", "UAR", "scarce AR", *(f"AR-{c}" for c in scarce)]
     plots = []
-    for fold in results["per_fold"]:
-        for model, entry in fold["models"].items():
-            p = entry.get("plots", {})
-            label = model if fold.get("fold") is None else f"{model} fold {fold['fold']}"
-            plots += [(p[k], f"{label}: {k.replace('_', ' ')}") for k in ("recall", "confusion_original",
-                                                                          "confusion_augmented") if k in p]
+    for model, entry in results["study"].items():
+        rows = [[entry["display_name"], variant, *(format_mean_std(s[k]) for k in keys)]
+                for variant, s in entry["variants"].items()]
+        if "delta" in entry:
+            rows.append([entry["display_name"], "Δ [95 % CI]", *(format_delta(entry["delta"][k]) for k in keys)])
+        report.table(header, rows)
+        if "verdict" in entry:
+            report.paragraph(f"Verdict ({entry['display_name']}): {entry['verdict']['text']}.")
+        if len(pairs) < 10:
+            report.paragraph(f"Read the CI with care: a percentile bootstrap over {len(pairs)} pair(s) can only "
+                             "resample those few values, so it is narrower than the true 95 % interval (it "
+                             "under-covers for small n); configs/local-study.yaml runs every fold x 2 seeds.",
+                             note=True)
+        rz = entry.get("recognizability")
+        if rz:
+            filtered = results.get("filter_unrecognized")
+            report.paragraph(f"Recognizability (DESIGN 2.5): the original-only {entry['display_name']}'s recall on "
+                             f"the generated clips, per class, pooled over {rz['pairs']} pair(s), beside its recall on "
+                             f"that class's real test clips. Filter of unrecognized clips: "
+                             + (f"on, dropped {rz['filter_dropped']} generated clip(s) from the augmented training "
+                                "sets (summed over pairs)." if filtered else "off (nothing dropped)."))
+            report.table(["class", "generated clips (over pairs)", "recognized", "recognizability",
+                          "recall on real test clips", "dropped by filter"],
+                         [[c, r["clips"], r["recognized"], round(r["recall"], 4), _fmt(r["real_test_recall"]),
+                           r["filter_dropped"] if filtered else "filter off"] for c, r in rz["per_class"].items()])
+        p = entry.get("plots", {})
+        plots += [(p[k], f"{entry['display_name']}: {k.replace('_', ' ')}") for k in
+                  ("recall", "confusion_original", "confusion_augmented") if k in p]
     report.images(plots)
 
 
@@ -203,6 +223,8 @@ def _metrics_section(report: Report, gen: dict) -> None:
 
 def write_run_report(cfg, state: dict) -> Path:
     """`<run_dir>/report/index.html` from the finished stages recorded in `state` (run.json)."""
+    from argen_ray.recognition.models import display_name
+
     stages = state["stages"]
     result = lambda name: stages[name]["result"]  # noqa: E731
     report = Report(cfg.path("report"), f"argen-ray run: {Path(cfg.run_dir).name}")
@@ -210,7 +232,7 @@ def write_run_report(cfg, state: dict) -> Path:
     recognition = _load(result("recognition")["results"])
     report.paragraph(f"Dataset {data['kind']} ({data['clips']} clips), scarce classes "
                      f"{', '.join(data['scarce_classes'])}; generator {cfg.generator.backend} ({cfg.generator.model}); "
-                     f"VLM {cfg.asi.vlm.backend}; recognition {', '.join(cfg.recognition.models)}. "
+                     f"VLM {cfg.asi.vlm.backend}; recognition {', '.join(map(display_name, cfg.recognition.models))}. "
                      f"MLflow parent run {state.get('mlflow_run_id') or '(tracking off)'}.")
     _recognition_section(report, recognition)
 

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow
 
 # The smallest settings that still run every stage for real.
 SMALL = ["data.demo.num_identities=5", "data.demo.clips_per_identity=3", "data.demo.frames=8", "data.demo.size=64",
+         "data.demo.min_test_clips=0", "recognition.folds=[1]",
          "asi.identity.size_min=32", "ray.num_cpus=4", "reward.num_scorers=1", "generator.num_frames=8",
          "train.progress=false", "train.iterations=2", "train.batch_size=4", "train.eval_states=2",
          "recognition.epochs=1", "recognition.num_segments=2", "recognition.image_size=32", "recognition.hidden=16",
@@ -35,7 +36,7 @@ def test_report_shows_scarce_class_recall_before_and_after_augmentation(finished
         assert f"AR-{scarce}" in page
     assert re.search(r"<td class=\"l\">original</td>", page) and re.search(r"<td class=\"l\">augmented</td>", page)
     results = json.loads((run_dir / "recognition" / "results.json").read_text())
-    mean = results["mean"]["Res18_LSTM"]
+    mean = results["mean"]["MobileNetV2Frozen_LSTM"]
     assert set(mean) == {"original", "augmented"} and results["per_fold"][0]["num_generated"] > 0
     # Every image the page shows was copied next to it (reward curve, confusion matrices, GIFs).
     images = re.findall(r'<img src="([^"]+)"', page)
@@ -60,7 +61,8 @@ def test_one_mlflow_parent_run_holds_the_training_run(finished_run):
     client = mlflow.MlflowClient(f"sqlite:///{run_dir.resolve() / 'mlflow.db'}")
     parent = client.get_run(state["mlflow_run_id"])
     assert parent.info.status == "FINISHED"
-    assert {"Res18_LSTM.original.uar", "Res18_LSTM.augmented.uar", "fvd", "stage_seconds_train"} <= set(parent.data.metrics)
+    assert {"MobileNetV2Frozen_LSTM.original.uar", "MobileNetV2Frozen_LSTM.augmented.uar", "fvd",
+            "stage_seconds_train"} <= set(parent.data.metrics)
     child = client.get_run(state["stages"]["train"]["result"]["mlflow_run_id"])
     assert child.data.tags.get("mlflow.parentRunId") == parent.info.run_id
 

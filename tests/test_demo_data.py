@@ -358,9 +358,13 @@ def test_cli_writes_the_dataset_and_reports_bad_input(tmp_path, capsys):
     from argen_ray.cli import main
 
     out = tmp_path / "cli"
+    # The preset's floor of 5 test clips per class and fold cannot fit 15 clips: a plain error.
     assert main(["demo-data", str(out), "--seed", "3", "--identities", "5", "--clips-per-identity", "3",
-                 "--frames", "5", "--size", "48"]) == 0
+                 "--frames", "5", "--size", "48"]) == 2
+    assert "min_test_clips=5" in capsys.readouterr().err and not out.exists()
+    assert main(["demo-data", str(out), "--seed", "3", "--identities", "5", "--clips-per-identity", "3",
+                 "--frames", "5", "--size", "48", "--min-test-clips", "0"]) == 0
     assert (out / "demo_dataset.json").is_file() and "clips per class" in capsys.readouterr().out
     assert main(["demo-data", str(out), "--seed", "4", "--identities", "5", "--clips-per-identity", "3",
-                 "--frames", "5", "--size", "48"]) == 2
+                 "--frames", "5", "--size", "48", "--min-test-clips", "0"]) == 2
     assert "other parameters (seed 3 there, 4 asked)" in capsys.readouterr().err

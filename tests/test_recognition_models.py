@@ -1,4 +1,4 @@
-"""The four baselines: shapes, registry, and ImageNet backbone weights from a local torchvision file."""
+"""The four baselines and the frozen-MobileNetV2 ones: shapes, registry, and ImageNet backbone weights from a local torchvision file."""
 from __future__ import annotations
 
 import pytest
@@ -17,8 +17,12 @@ def test_every_baseline_maps_clips_to_seven_logits_and_learns_from_a_step(name):
     assert logits.shape == (2, 7)
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor([4, 6]))
     loss.backward()
-    # Gradients reach the per-frame CNN through the temporal model.
-    assert model.backbone.state_dict(keep_vars=True)[next(iter(model.backbone.state_dict()))].grad.abs().sum() > 0
+    first = model.backbone.state_dict(keep_vars=True)[next(iter(model.backbone.state_dict()))]
+    if model.frozen_backbone:  # only the temporal head learns; the ImageNet trunk stays as loaded
+        assert first.grad is None and not first.requires_grad
+        assert model.temporal.state_dict(keep_vars=True)[next(iter(model.temporal.state_dict()))].grad is not None
+    else:  # gradients reach the per-frame CNN through the temporal model
+        assert first.grad.abs().sum() > 0
 
 
 def test_torchvision_layout_state_dicts_load_onto_the_backbones(tmp_path):

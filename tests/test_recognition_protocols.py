@@ -9,6 +9,7 @@ import pytest
 
 from argen_ray.config import load_config
 from argen_ray.data import load_dataset
+from argen_ray.data.labels import EMOTIONS
 from argen_ray.data.video import write_mp4
 from argen_ray.io import read_jsonl
 from argen_ray.recognition.clips import read_generated_clips
@@ -56,8 +57,11 @@ def test_only_the_training_set_changes_and_units_resume(tmp_path, dfew):
     assert set(entry["delta"]) == {"war", "uar", "ar"}
     assert entry["delta"]["war"] == pytest.approx(aug["war"] - orig["war"])
     assert result["scarce"] == ["surprise", "disgust", "fear"] and result["num_generated"] == 3
-    for plot in entry["plots"].values():
-        assert Path(plot).read_bytes()[:4] == b"\x89PNG"
+    # The original-only recognizer judged every generated clip; the filter is off: nothing dropped.
+    judged = entry["recognizability"]["per_class"]
+    assert {c: r["clips"] for c, r in judged.items()} == {"surprise": 1, "disgust": 1, "fear": 1}
+    assert all(r["recall"] == r["recognized"] / r["clips"] for r in judged.values())
+    assert entry["filter_dropped"] == {}
 
     # Rerun: finished units are read back, not retrained (checkpoints untouched).
     rec = Path(cfg.run_dir) / "recognition"
@@ -73,8 +77,9 @@ def test_protocol_summary_and_ckplus_zero_shot(tmp_path, dfew):
     run_dir = tmp_path / "run"
     cfg = load_config(None, [f"run_dir={run_dir}", "data.kind=dfew", f"data.root={dfew}", *FAST])
     result = run_protocol(cfg, None, progress=False)  # no generated clips: the original variant only
-    assert result["protocol"] == "dfew-5fold" and result["folds"] == [1]
+    assert result["protocol"] == "dfew-5fold" and result["folds"] == [1] and result["pairs"] == [[1, 0]]
     assert set(result["mean"]["Res18_LSTM"]) == {"original"}
+    assert "verdict" not in result["study"]["Res18_LSTM"] and not (run_dir / "metrics").exists()
     saved = json.loads((run_dir / "recognition" / "results.json").read_text())
     assert saved["mean"]["Res18_LSTM"]["original"]["war"] == result["mean"]["Res18_LSTM"]["original"]["war"]
 
@@ -133,3 +138,30 @@ def test_recognize_command_prints_the_table_and_names_a_missing_manifest(tmp_pat
     out = capsys.readouterr().out
     assert "augmented" in out and "AR-FE" in out
     assert (run_dir / "recognition" / "results.json").is_file()
+
+
+def test_a_study_runs_every_seed_resumes_by_pair_and_the_filter_drops_what_the_recognizer_rejects(tmp_path, dfew):
+    run_dir = tmp_path / "run"
+    cfg = load_config(None, [f"run_dir={run_dir}", "data.kind=dfew", f"data.root={dfew}", *FAST,
+                             "recognition.seeds=[0,1]", "recognition.filter_unrecognized=true"])
+    manifest = _generated(run_dir, [("g1", "fear", None), ("g2", "fear", None), ("g3", "surprise", None)])
+    result = run_protocol(cfg, manifest, progress=False)
+    assert result["pairs"] == [[1, 0], [1, 1]] and [p["seed"] for p in result["per_fold"]] == [0, 1]
+    study = result["study"]["Res18_LSTM"]
+    assert study["delta"]["uar"]["n"] == 2 and study["verdict"]["text"]
+    for pair in result["per_fold"]:
+        entry = pair["models"]["Res18_LSTM"]
+        judged = entry["recognizability"]["per_class"]
+        added = np.subtract(entry["augmented"]["train_counts"], entry["original"]["train_counts"])
+        for c, r in judged.items():  # only recognized clips reach the augmented training set
+            assert added[EMOTIONS.index(c)] == r["recognized"]
+            assert entry["filter_dropped"].get(c, 0) == r["clips"] - r["recognized"]
+    saved = json.loads((run_dir / "metrics" / "recognizability.json").read_text())
+    pooled = saved["models"]["Res18_LSTM"]["per_class"]
+    assert pooled["fear"]["clips"] == 4 and saved["filter_unrecognized"] is True  # 2 clips x 2 pairs
+    assert Path(study["plots"]["recall"]).read_bytes()[:4] == b"\x89PNG"
+    # Rerun: every unit of both pairs is read back, nothing retrained.
+    units = read_jsonl(run_dir / "recognition" / "results.jsonl")
+    assert len(units) == 4 and len({u["unit"] for u in units}) == 4
+    run_protocol(cfg, manifest, progress=False)
+    assert len(read_jsonl(run_dir / "recognition" / "results.jsonl")) == 4

@@ -14,7 +14,7 @@ from argen_ray.commands import add_config_arguments, config_from_args
 
 # flag -> DemoDataConfig field
 _FLAGS = {"seed": "seed", "identities": "num_identities", "clips_per_identity": "clips_per_identity",
-          "frames": "frames", "size": "size", "workers": "workers"}
+          "frames": "frames", "size": "size", "workers": "workers", "min_test_clips": "min_test_clips"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips-per-identity", type=int, help="clips per person (default: data.demo.clips_per_identity)")
     parser.add_argument("--frames", type=int, help="frames per clip (default: data.demo.frames)")
     parser.add_argument("--size", type=int, help="frame width and height in pixels (default: data.demo.size)")
+    parser.add_argument("--min-test-clips", type=int,
+                        help="clips of every class in every fold's test split (default: data.demo.min_test_clips)")
     parser.add_argument("--workers", type=int, help="rendering processes (default: data.demo.workers)")
 
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
           f"clips, {demo.frames} frames of {demo.size}x{demo.size} px -> {out}")
     root = write_demo_dataset(out, seed=demo.seed, num_identities=demo.num_identities,
                               clips_per_identity=demo.clips_per_identity, frames=demo.frames, size=demo.size,
-                              workers=demo.workers, progress=True)
+                              min_test_clips=demo.min_test_clips, workers=demo.workers, progress=True)
     with open(root / "annotations.csv", newline="", encoding="utf-8") as fh:
         counts = Counter(row["emotion"] for row in csv.DictReader(fh))
     print("[argen-ray] clips per class: " + ", ".join(f"{e} {n}" for e, n in counts.most_common()))

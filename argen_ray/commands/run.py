@@ -115,8 +115,16 @@ class EndToEndRun:
     def stage_recognition(self) -> dict:
         from argen_ray.recognition.protocols import run_protocol
 
-        run_protocol(self.cfg, self.result("generate")["manifest"], progress=self.progress)
-        return {"results": str(self.cfg.path("recognition", "results.json"))}
+        from rich.console import Console
+
+        from argen_ray.commands.recognize import study_tables
+
+        result = run_protocol(self.cfg, self.result("generate")["manifest"], progress=self.progress)
+        for part in study_tables(result):
+            Console().print(part)
+        return {"results": str(self.cfg.path("recognition", "results.json")), "pairs": len(result["pairs"]),
+                "verdict": {name: e.get("verdict", {}).get("text") for name, e in result["study"].items()},
+                "recognizability": str(self.cfg.path("metrics", "recognizability.json"))}
 
     def stage_metrics(self) -> dict:
         from argen_ray.metrics.generation import generation_metrics
@@ -206,6 +214,9 @@ def _log_stage(mlflow, name: str, seconds: float, result: dict) -> None:
                 metrics = {f"{model}.{variant}.war": s["war"], f"{model}.{variant}.uar": s["uar"]}
                 metrics |= {f"{model}.{variant}.ar_{c}": v for c, v in s["ar"].items() if v is not None}
                 mlflow.log_metrics(metrics)
+        for model, entry in summary.get("study", {}).items():  # paired Δ over (fold, seed) pairs
+            mlflow.log_metrics({f"{model}.delta.{k}": d["mean"] for k, d in entry.get("delta", {}).items()
+                                if d["mean"] is not None})
         mlflow.log_artifact(result["results"], "recognition")
     elif name == "metrics":
         gen = json.loads(Path(result["results"]).read_text())

@@ -15,6 +15,9 @@ class DemoDataConfig(Section):
     num_identities: int = Field(default=12, ge=5)
     # Clips per class follow DFEW-like shares; this scales them.
     clips_per_identity: int = Field(default=6, ge=2)
+    # Every fold's test split holds at least this many clips of every class (0: no floor; the
+    # presets use 5 with 40 identities x 10 clips so per-fold scarce-class recall is measurable).
+    min_test_clips: int = Field(default=0, ge=0)
     frames: int = Field(default=16, ge=4)
     size: int = Field(default=112, ge=32, le=1024)
     # Rendering processes (the output is identical for any count).

@@ -54,6 +54,12 @@ class RecognitionConfig(Section):
     require_pretrained: bool = False
     # DFEW protocol: folds to run (null = the configured data.fold only; [1,2,3,4,5] = 5-fold).
     folds: list[int] | None = None
+    # Study protocol (DESIGN 2.5): training seeds; every fold x seed pair trains both variants
+    # (null = the run's seed only). Mean ± std and bootstrap CIs are over the pairs.
+    seeds: list[int] | None = None
+    # Leave out of the augmented training set the generated clips the original-only recognizer
+    # does not label with their emotion (off by default; the report counts what it drops).
+    filter_unrecognized: bool = False
     # CK+ zero-shot: the recognition output directory of a run on another dataset; its
     # checkpoints are evaluated on every CK+ clip.
     zero_shot_from: Path | None = None
@@ -99,6 +105,13 @@ class RecognitionConfig(Section):
             raise ValueError(f"diversity_weights for diversity_metric {self.diversity_metric!r} must have exactly the "
                              f"keys {sorted(need) or '(none)'}, got {sorted(self.diversity_weights)}")
         return self
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or len(set(value)) != len(value) or min(value) < 0):
+            raise ValueError(f"seeds must be a non-empty list of distinct non-negative integers, got {value}")
+        return value
 
     @field_validator("folds")
     @classmethod

@@ -60,7 +60,8 @@ def open_dataset(cfg: "Config") -> Dataset:
         demo = data.demo
         root = write_demo_dataset(Path(cfg.run_dir) / DEMO_DIRNAME, seed=demo.seed,
                                   num_identities=demo.num_identities, clips_per_identity=demo.clips_per_identity,
-                                  frames=demo.frames, size=demo.size, workers=demo.workers, progress=True)
+                                  frames=demo.frames, size=demo.size, min_test_clips=demo.min_test_clips,
+                                  workers=demo.workers, progress=True)
         kind = "dfew"
     else:
         if data.root is None:

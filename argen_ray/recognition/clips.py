@@ -61,12 +61,17 @@ class ClipDataset(TorchDataset):
             frames = read_clip_frames(rec, indices)
         except VideoReadError as exc:
             raise RecognitionError(f"clip {rec.clip_id}: {exc}") from None
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
-        x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
-                          antialias=True)
+        x = preprocess_frames(frames, self.image_size)
         if self.train and rng.random() < 0.5:
             x = x.flip(-1)
-        return (x - MEAN) / STD, rec.label
+        return x, rec.label
+
+
+def preprocess_frames(frames: np.ndarray, image_size: int) -> torch.Tensor:
+    """(F, H, W, 3) uint8 RGB -> (F, 3, S, S) float, resized (antialiased) and ImageNet-normalised."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+    return (x - MEAN) / STD
 
 
 def read_clip_frames(rec: ClipRecord, indices) -> np.ndarray:

@@ -80,8 +80,10 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str 
 
 
 def plot_recall_comparison(recalls: dict[str, Sequence[float | None]], class_names: Sequence[str],
-                           path: str | os.PathLike, title: str = "", highlight: Sequence[str] = ()) -> Path:
-    """Grouped bars of per-class recall for several variants (e.g. original vs augmented)."""
+                           path: str | os.PathLike, title: str = "", highlight: Sequence[str] = (),
+                           errors: dict[str, Sequence[float | None]] | None = None) -> Path:
+    """Grouped bars of per-class recall for several variants (e.g. original vs augmented);
+    `errors` (per variant, per class, e.g. the std over (fold, seed) pairs) draws error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +96,8 @@ def plot_recall_comparison(recalls: dict[str, Sequence[float | None]], class_nam
     x = np.arange(len(class_names))
     for k, (variant, values) in enumerate(recalls.items()):
         heights = [np.nan if v is None else v for v in values]
-        ax.bar(x + (k - (len(recalls) - 1) / 2) * width, heights, width, label=variant)
+        err = None if errors is None else [0.0 if e is None else e for e in errors[variant]]
+        ax.bar(x + (k - (len(recalls) - 1) / 2) * width, heights, width, label=variant, yerr=err, capsize=3)
     labels = [f"{n}*" if n in highlight else n for n in class_names]
     ax.set_xticks(x, labels)
     ax.set_ylim(0, 1)

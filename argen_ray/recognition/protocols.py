@@ -1,24 +1,34 @@
-"""Original vs augmented recognition under each dataset's protocol (DESIGN 2.4).
+"""Original vs augmented recognition under each dataset's protocol (DESIGN 2.4, 2.5).
 
 Only the training set changes: the augmented variant is the original training split plus the
 generated clips (labelled with the emotion they were generated for); both variants are scored
-on the same, untouched test split.
+on the same, untouched test split. Nothing is selected or tuned on the test split: every unit
+trains for the configured epochs and is scored once at the end.
+
+A comparison is a study over (fold, seed) pairs (DESIGN 2.5): `recognition.folds` (DFEW and demo
+data; default the configured fold) x `recognition.seeds` (default the run's seed). On each pair
+the original-only recognizer is trained, judges the generated clips (recognizability; with
+`recognition.filter_unrecognized` the clips it rejects are dropped), then the augmented one is
+trained. The summary (`argen_ray.recognition.study`) reports mean ± std over pairs, the paired
+difference augmented − original with a 95 % bootstrap CI, and the verdict line.
 
 Protocols (registry `PROTOCOLS`, by `cfg.data.kind`):
-- dfew / demo: DFEW's 5-fold cross-validation (`recognition.folds`, default the configured
-  fold only); per-fold results and their mean.
-- ferv39k, dferclip, manifest: the dataset's own train/test split.
+- dfew / demo: DFEW's 5-fold cross-validation, pairs over the configured folds and seeds.
+- ferv39k, dferclip, manifest: the dataset's own train/test split, pairs over the seeds.
 - ckplus: zero-shot: checkpoints trained elsewhere (`recognition.zero_shot_from`) are scored on
   every CK+ clip; nothing is trained.
 
-Outputs under `<run_dir>/recognition/`: `results.jsonl` (one row per model x fold x variant,
-resumable), checkpoints, `results.json` (the summary), and PNG plots (confusion matrices,
-per-class recall before/after).
+Outputs under `<run_dir>/recognition/`: `results.jsonl` (one row per model x fold x seed x
+variant: a rerun resumes pair by pair), checkpoints, `features/` (frozen-backbone feature cache),
+`results.json` (per pair, and the study summary under "study"), and PNG plots (confusion matrices
+summed over pairs, per-class recall mean ± std). Recognizability also goes to
+`<run_dir>/metrics/recognizability.json`.
 """
 from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -29,7 +39,8 @@ from argen_ray.data.records import ClipRecord, Dataset
 from argen_ray.io import atomic_write_json
 from argen_ray.recognition.clips import read_generated_clips
 from argen_ray.recognition.metrics import plot_confusion_matrix, plot_recall_comparison
-from argen_ray.recognition.models import RecognitionError
+from argen_ray.recognition.models import RecognitionError, display_name
+from argen_ray.recognition.study import describe, summarize_study
 from argen_ray.recognition.train import load_checkpoint, predict, score, train_and_evaluate
 
 if TYPE_CHECKING:
@@ -50,17 +61,23 @@ def leakage_free(generated: list[ClipRecord], test: list[ClipRecord]) -> tuple[l
     return kept, len(generated) - len(kept)
 
 
-def _plots(out_dir: Path, stem: str, rows: dict[str, dict], scarce: list[str]) -> dict[str, str]:
+def _plots(out_dir: Path, name: str, pairs: list[dict], study: dict, scarce: list[str]) -> dict[str, str]:
+    """Confusion matrices summed over the pairs, per variant; per-class recall mean ± std over pairs."""
     plots = {}
-    for variant, row in rows.items():
-        path = out_dir / "plots" / f"{stem}_{variant}_confusion.png"
-        plot_confusion_matrix(np.array(row["confusion_matrix"]), EMOTIONS, path,
-                              title=f"{stem} {variant}: WAR {row['war']:.3f}  UAR {row['uar']:.3f}")
+    variants = study["variants"]
+    for variant in variants:
+        cm = np.sum([p["models"][name][variant]["confusion_matrix"] for p in pairs], axis=0)
+        path = out_dir / "plots" / f"{name}_{variant}_confusion.png"
+        s = variants[variant]
+        plot_confusion_matrix(cm, EMOTIONS, path, title=f"{display_name(name)} {variant}, {len(pairs)} pair(s) summed: "
+                              f"WAR {s['war']['mean']:.3f}  UAR {s['uar']['mean']:.3f}")
         plots[f"confusion_{variant}"] = str(path)
-    if len(rows) > 1:
-        path = out_dir / "plots" / f"{stem}_recall.png"
-        plot_recall_comparison({v: r["per_class_recall"] for v, r in rows.items()}, EMOTIONS, path,
-                               title=f"{stem}: per-class recall", highlight=scarce)
+    if len(variants) > 1:
+        path = out_dir / "plots" / f"{name}_recall.png"
+        plot_recall_comparison({v: [s[f"ar_{c}"]["mean"] for c in EMOTIONS] for v, s in variants.items()}, EMOTIONS,
+                               path, title=f"{display_name(name)}: per-class recall, mean ± std over {len(pairs)} pair(s)",
+                               highlight=scarce, errors={v: [s[f"ar_{c}"]["std"] for c in EMOTIONS]
+                                                         for v, s in variants.items()})
         plots["recall"] = str(path)
     return plots
 
@@ -76,23 +93,48 @@ def _delta(rows: dict[str, dict]) -> dict | None:
 
 def _public(row: dict) -> dict:
     keep = ("war", "uar", "per_class_recall", "ar", "confusion_matrix", "num_test", "train_counts", "history",
-            "checkpoint")
+            "checkpoint", "seed")
     return {k: row[k] for k in keep if k in row}
 
 
-def compare_original_vs_augmented(cfg: "Config", dataset: Dataset, generated_manifest: str | os.PathLike | None,
-                                  out_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """Train every `cfg.recognition.models` baseline on the original and on the augmented training
-    split of `dataset`, score both on its test split, and plot the comparison.
+def recognizability(checkpoint: str | os.PathLike, generated: list[ClipRecord], rc, out_dir: Path,
+                    progress: bool = True) -> tuple[dict, list[bool]]:
+    """The original-only recognizer's recall on the generated clips, per class (DESIGN 2.5), and
+    per clip whether it was labelled with the emotion it was generated for."""
+    from argen_ray.recognition.train import feature_cache, resolve_device
 
-    Returns {"dataset", "fold", "scarce", "num_generated", "dropped_generated", "test_count",
-    "models": {name: {"original": scores, "augmented": scores, "delta": {...}, "plots": {...}}}}
-    where scores hold war, uar, per_class_recall, ar (by class name), confusion_matrix.
-    With no manifest only the original variant is trained.
+    model, meta = load_checkpoint(checkpoint, resolve_device(rc.device))
+    rc = rc.model_copy(update={"num_segments": meta["num_segments"], "image_size": meta["image_size"]})
+    cache = feature_cache(model, rc, out_dir)
+    y_true, y_pred = predict(model, generated, rc, progress=progress, desc="recognizability", cache=cache)
+    hit = [bool(t == p) for t, p in zip(y_true, y_pred)]
+    per_class = {}
+    for c in sorted(set(int(t) for t in y_true)):
+        n = int(sum(int(t) == c for t in y_true))
+        k = int(sum(h for t, h in zip(y_true, hit) if int(t) == c))
+        per_class[EMOTIONS[c]] = {"clips": n, "recognized": k, "recall": k / n}
+    return {"per_class": per_class, "clips": len(hit), "recognized": int(sum(hit))}, hit
+
+
+def compare_original_vs_augmented(cfg: "Config", dataset: Dataset, generated_manifest: str | os.PathLike | None,
+                                  out_dir: str | os.PathLike | None = None, progress: bool = True,
+                                  seed: int | None = None) -> dict:
+    """Train every `cfg.recognition.models` baseline on the original and on the augmented training
+    split of `dataset` with one seed, score both on its test split.
+
+    Between the two, the original-only recognizer labels the generated clips (recognizability);
+    with `recognition.filter_unrecognized` the clips it does not label with their emotion are left
+    out of the augmented training set (counted per class in "filter_dropped").
+
+    Returns {"dataset", "fold", "seed", "scarce", "num_generated", "dropped_generated", "test_count",
+    "models": {name: {"original": scores, "augmented": scores, "delta": {...}, "recognizability": {...},
+    "filter_dropped": {class: n}}}} where scores hold war, uar, per_class_recall, ar (by class name),
+    confusion_matrix. With no manifest only the original variant is trained.
     """
     from argen_ray.data.scarce import configured_scarce_classes
 
     rc = cfg.recognition
+    seed = cfg.seed if seed is None else int(seed)
     train, test = dataset.split("train"), dataset.split("test")
     if not train or not test:
         raise RecognitionError(f"{dataset.kind} dataset at {dataset.root} needs a train and a test split "
@@ -106,24 +148,86 @@ def compare_original_vs_augmented(cfg: "Config", dataset: Dataset, generated_man
         raise RecognitionError(f"{generated_manifest}: no usable generated clips for this split "
                                f"({dropped} dropped as test subjects)")
     scarce = [EMOTIONS[i] for i in configured_scarce_classes(cfg, dataset)]
-    training_sets = {"original": train} | ({"augmented": train + generated} if generated else {})
-    result = {"dataset": dataset.kind, "root": str(dataset.root), "fold": fold, "scarce": scarce,
+    result = {"dataset": dataset.kind, "root": str(dataset.root), "fold": fold, "seed": seed, "scarce": scarce,
               "num_generated": len(generated), "dropped_generated": dropped, "test_count": len(test),
               "class_names": list(EMOTIONS), "models": {}}
     for name in rc.models:
-        rows = {variant: train_and_evaluate(name, records, test, rc, out_dir, fold=fold, variant=variant,
-                                            seed=cfg.seed, progress=progress)
-                for variant, records in training_sets.items()}
-        stem = name if fold is None else f"{name}_fold{fold}"
-        entry = {variant: _public(row) for variant, row in rows.items()}
+        unit = lambda variant, records: train_and_evaluate(  # noqa: E731
+            name, records, test, rc, out_dir, fold=fold, variant=variant, seed=seed, progress=progress)
+        rows = {"original": unit("original", train)}
+        entry: dict = {}
+        if generated:
+            entry["recognizability"], hit = recognizability(rows["original"]["checkpoint"], generated, rc, out_dir,
+                                                            progress=progress)
+            drop = [rc.filter_unrecognized and not h for h in hit]
+            kept = [g for g, d in zip(generated, drop) if not d]
+            entry["filter_dropped"] = dict(Counter(EMOTIONS[g.label] for g, d in zip(generated, drop) if d))
+            rows["augmented"] = unit("augmented", train + kept)
+        entry = {variant: _public(row) for variant, row in rows.items()} | entry
         entry["delta"] = _delta(rows)
-        entry["plots"] = _plots(out_dir, stem, rows, scarce)
         result["models"][name] = entry
     return result
 
 
+def _pooled_recognizability(pairs: list[dict], name: str, study: dict) -> dict | None:
+    """Recognizability per class pooled over pairs, beside the original recognizer's recall on that
+    class's real test clips (mean over pairs) and what the filter dropped."""
+    rows = [p["models"][name] for p in pairs if "recognizability" in p["models"][name]]
+    if not rows:
+        return None
+    per_class: dict = {}
+    for row in rows:
+        for c, r in row["recognizability"]["per_class"].items():
+            acc = per_class.setdefault(c, {"clips": 0, "recognized": 0, "per_pair": [], "filter_dropped": 0})
+            acc["clips"] += r["clips"]
+            acc["recognized"] += r["recognized"]
+            acc["per_pair"].append(r["recall"])
+        for c, n in row.get("filter_dropped", {}).items():
+            per_class.setdefault(c, {"clips": 0, "recognized": 0, "per_pair": [], "filter_dropped": 0})
+            per_class[c]["filter_dropped"] += n
+    original = study["variants"]["original"]
+    for c, acc in per_class.items():
+        acc["recall"] = acc["recognized"] / acc["clips"] if acc["clips"] else None
+        acc["recall_std"] = describe(acc["per_pair"])["std"]
+        acc["real_test_recall"] = original[f"ar_{c}"]["mean"]
+    return {"per_class": per_class, "pairs": len(rows),
+            "filter_dropped": sum(a["filter_dropped"] for a in per_class.values())}
+
+
+def study_pairs(cfg: "Config") -> list[tuple[int | None, int]]:
+    """The (fold, seed) pairs of the configured study: `recognition.folds` (default the configured
+    fold; none for datasets without folds) x `recognition.seeds` (default the run's seed)."""
+    seeds = cfg.recognition.seeds or [cfg.seed]
+    folds = (cfg.recognition.folds or [cfg.data.fold]) if PROTOCOLS_WITH_FOLDS.get(cfg.data.kind) else [None]
+    return [(fold, seed) for fold in folds for seed in seeds]
+
+
+def run_study(cfg: "Config", generated_manifest, progress: bool = True) -> dict:
+    """Every (fold, seed) pair of the study (each resumes unit by unit), then the study summary:
+    mean ± std per variant, paired Δ with bootstrap CI, verdict, recognizability, plots."""
+    from argen_ray.data import open_dataset
+
+    pairs = []
+    for fold, seed in study_pairs(cfg):
+        pair_cfg = cfg if fold is None else cfg.model_copy(update={"data": cfg.data.model_copy(update={"fold": fold})})
+        pairs.append(compare_original_vs_augmented(pair_cfg, open_dataset(pair_cfg), generated_manifest,
+                                                   progress=progress, seed=seed))
+    scarce = pairs[0]["scarce"]
+    study = summarize_study(pairs, scarce)
+    out_dir = cfg.path("recognition")
+    for name, entry in study.items():
+        entry["display_name"] = display_name(name)
+        entry["plots"] = _plots(out_dir, name, pairs, entry, scarce)
+        entry["recognizability"] = _pooled_recognizability(pairs, name, entry)
+    folded = pairs[0]["fold"] is not None
+    return {"protocol": "dfew-5fold" if folded else "official-split", "folds": sorted({p["fold"] for p in pairs}, key=str),
+            "seeds": sorted({p["seed"] for p in pairs}), "pairs": [[p["fold"], p["seed"]] for p in pairs],
+            "per_fold": pairs, "mean": _mean_over_folds(pairs), "study": study, "scarce": scarce,
+            "filter_unrecognized": cfg.recognition.filter_unrecognized}
+
+
 def _mean_over_folds(per_fold: list[dict]) -> dict:
-    """Mean (and std) of WAR, UAR and per-class recall over folds, per model and variant."""
+    """Mean (and std) of WAR, UAR and per-class recall over (fold, seed) pairs, per model and variant."""
     summary: dict = {}
     for name in per_fold[0]["models"]:
         summary[name] = {}
@@ -141,29 +245,6 @@ def _mean_over_folds(per_fold: list[dict]) -> dict:
             entry["folds"] = len(rows)
             summary[name][variant] = entry
     return summary
-
-
-def cross_validation(cfg: "Config", generated_manifest, progress: bool = True) -> dict:
-    """DFEW 5-fold protocol (demo data uses the same layout): one comparison per fold."""
-    from argen_ray.data import open_dataset
-
-    folds = cfg.recognition.folds or [cfg.data.fold]
-    per_fold = []
-    for fold in folds:
-        fold_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"fold": fold})})
-        per_fold.append(compare_original_vs_augmented(fold_cfg, open_dataset(fold_cfg), generated_manifest,
-                                                      progress=progress))
-    return {"protocol": "dfew-5fold", "folds": folds, "per_fold": per_fold, "mean": _mean_over_folds(per_fold),
-            "scarce": per_fold[0]["scarce"]}
-
-
-def official_split(cfg: "Config", generated_manifest, progress: bool = True) -> dict:
-    """The dataset's own train/test split (FERV39k, DFER-CLIP lists, a manifest)."""
-    from argen_ray.data import open_dataset
-
-    result = compare_original_vs_augmented(cfg, open_dataset(cfg), generated_manifest, progress=progress)
-    return {"protocol": "official-split", "per_fold": [result],
-            "mean": _mean_over_folds([result]), "scarce": result["scarce"]}
 
 
 def zero_shot(cfg: "Config", generated_manifest=None, progress: bool = True) -> dict:
@@ -195,16 +276,24 @@ def zero_shot(cfg: "Config", generated_manifest=None, progress: bool = True) -> 
 
 
 PROTOCOLS: dict[str, Callable[..., dict]] = {
-    "demo": cross_validation, "dfew": cross_validation,
-    "ferv39k": official_split, "dferclip": official_split, "manifest": official_split,
+    "demo": run_study, "dfew": run_study,
+    "ferv39k": run_study, "dferclip": run_study, "manifest": run_study,
     "ckplus": zero_shot,
 }
+# Kinds whose study runs over DFEW's folds (the others have one official split).
+PROTOCOLS_WITH_FOLDS = {"demo": True, "dfew": True}
 
 
 def run_protocol(cfg: "Config", generated_manifest: str | os.PathLike | None = None,
                  progress: bool = True) -> dict:
-    """The protocol of `cfg.data.kind`, with its summary written to `<run_dir>/recognition/results.json`."""
+    """The protocol of `cfg.data.kind`, with its summary written to `<run_dir>/recognition/results.json`
+    and, when generated clips were judged, their recognizability to `<run_dir>/metrics/recognizability.json`."""
     result = PROTOCOLS[cfg.data.kind](cfg, generated_manifest, progress=progress)
     result["generated_manifest"] = None if generated_manifest is None else str(generated_manifest)
     atomic_write_json(cfg.path("recognition", "results.json"), result)
+    judged = {name: e["recognizability"] for name, e in result.get("study", {}).items() if e.get("recognizability")}
+    if judged:
+        atomic_write_json(cfg.path("metrics", "recognizability.json"),
+                          {"models": judged, "filter_unrecognized": cfg.recognition.filter_unrecognized,
+                           "pairs": result["pairs"], "generated_manifest": result["generated_manifest"]})
     return result

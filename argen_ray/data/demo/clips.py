@@ -56,13 +56,17 @@ def make_identities(seed: int, count: int) -> list[Identity]:
     return [sample_identity(np.random.default_rng([seed, _IDENTITY, i]), i) for i in range(count)]
 
 
-def plan_clips(seed: int, num_identities: int, clips_per_identity: int) -> list[ClipPlan]:
+def plan_clips(seed: int, num_identities: int, clips_per_identity: int, min_test_clips: int = 0) -> list[ClipPlan]:
     """Labels with DFEW-like shares; identities dealt to folds; each identity's first clip neutral.
 
     The expressive labels, rarest class first, are dealt to identities taken in fold rotation,
     so a rare class's few clips land in different folds (every fold's training set sees it).
+    With `min_test_clips`, every class has at least that many clips per fold (the floor is
+    `min_test_clips` x 5 clips per class; with a multiple of 5 identities the rotation deals each
+    class's clips evenly over the folds).
     """
-    counts = class_counts(num_identities * clips_per_identity, min_neutral=num_identities)
+    counts = class_counts(num_identities * clips_per_identity, min_neutral=num_identities,
+                          min_per_class=min_test_clips * NUM_FOLDS)
     rarest_first = sorted(EMOTIONS, key=lambda e: (counts[e], EMOTIONS.index(e)))
     labels = [e for e in rarest_first for _ in range(counts[e] - (num_identities if e == "neutral" else 0))]
     order = [int(i) for i in np.random.default_rng([seed, _FOLDS]).permutation(num_identities)]

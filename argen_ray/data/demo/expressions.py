@@ -35,11 +35,12 @@ APEX_RANGE = (2.5, 4.5)   # OpenFace-scale apex intensity of a clip's strongest 
 NOISE_STD = 0.08          # per-frame jitter of every AU (intensities stay >= 0)
 
 
-def class_counts(total: int, min_neutral: int = 0) -> dict[str, int]:
+def class_counts(total: int, min_neutral: int = 0, min_per_class: int = 0) -> dict[str, int]:
     """Clips per emotion for `total` clips: DFEW-like shares (largest remainder), every class
-    present (at least one clip per 36, so small sets keep a few rare clips), and at least
-    `min_neutral` neutral clips (one per identity, for identity frames)."""
-    floor = max(1, round(total / 36))
+    present (at least one clip per 36, so small sets keep a few rare clips, and at least
+    `min_per_class`, so every fold's test split can hold a few), and at least `min_neutral`
+    neutral clips (one per identity, for identity frames)."""
+    floor = max(1, round(total / 36), min_per_class)
     counts = {e: floor for e in EMOTIONS}
     counts["neutral"] = max(floor, min_neutral)
     free = total - sum(counts.values())

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import shutil
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +60,8 @@ class DemoParams:
     clips_per_identity: int
     frames: int
     size: int
+    # Every fold's test split holds at least this many clips of every class (0: no floor).
+    min_test_clips: int = 0
 
     def check(self) -> None:
         """Plain messages for values the dataset cannot be built from."""
@@ -79,9 +82,30 @@ class DemoParams:
             raise DemoDataError(f"size={self.size}: frame size must be 32..1024 pixels")
         if self.seed < 0:
             raise DemoDataError(f"seed={self.seed}: must be >= 0")
+        if self.min_test_clips < 0:
+            raise DemoDataError(f"min_test_clips={self.min_test_clips}: must be >= 0")
+        if self.min_test_clips:
+            self._check_test_floor()
+
+    def _check_test_floor(self) -> None:
+        """Every class's clips, dealt over the folds, leave at least `min_test_clips` in each test split."""
+        try:
+            plans = plan_clips(self.seed, self.num_identities, self.clips_per_identity, self.min_test_clips)
+        except ValueError as exc:
+            raise DemoDataError(f"min_test_clips={self.min_test_clips}: {exc}; raise num_identities or "
+                                f"clips_per_identity") from None
+        held = Counter((p.emotion, p.fold) for p in plans)
+        short = [(e, k) for e in EMOTIONS for k in range(1, NUM_FOLDS + 1) if held[e, k] < self.min_test_clips]
+        if short:
+            raise DemoDataError(f"min_test_clips={self.min_test_clips}: fold test splits "
+                                f"{', '.join(f'{k} ({e})' for e, k in short[:4])} would hold fewer; use a multiple "
+                                f"of {NUM_FOLDS} identities")
 
     def marker(self) -> dict:
-        return {"dataset": "argen-ray demo", "version": DEMO_VERSION, **asdict(self)}
+        fields = asdict(self)
+        if not self.min_test_clips:  # datasets written before the floor existed keep their marker
+            fields.pop("min_test_clips")
+        return {"dataset": "argen-ray demo", "version": DEMO_VERSION, **fields}
 
 
 def _openface_csv(clip: Clip) -> str:
@@ -155,11 +179,12 @@ def _write_index(root: Path, params: DemoParams, plans: list[ClipPlan], annotati
 
 def _readme(params: DemoParams, counts: dict[str, int]) -> str:
     shares = ", ".join(f"{e} {n}" for e, n in counts.items())
+    floor = f" \\\n    --min-test-clips {params.min_test_clips}" if params.min_test_clips else ""
     return f"""argen-ray demo dataset (version {DEMO_VERSION})
 
 A small synthetic, long-tailed 7-class dynamic facial expression dataset in DFEW's layout,
 written by `argen-ray demo-data OUT --seed {params.seed} --identities {params.num_identities} \\
-    --clips-per-identity {params.clips_per_identity} --frames {params.frames} --size {params.size}`.
+    --clips-per-identity {params.clips_per_identity} --frames {params.frames} --size {params.size}{floor}`.
 Same parameters, same bytes.
 
 Faces are procedural renderings of {params.num_identities} synthetic identities drawn from 68 iBUG
@@ -249,19 +274,22 @@ def _run_jobs(jobs: list, workers: int) -> Iterator[str]:
 
 
 def write_demo_dataset(out: str | os.PathLike, seed: int = 0, num_identities: int = 12, clips_per_identity: int = 6,
-                       frames: int = 16, size: int = 112, *, workers: int = 1, progress: bool = False) -> Path:
+                       frames: int = 16, size: int = 112, *, min_test_clips: int = 0, workers: int = 1,
+                       progress: bool = False) -> Path:
     """Write the demo dataset to `out` (see the module doc) and return its path.
 
     Deterministic for the parameters (any `workers`). A complete dataset with the same parameters
-    at `out` is returned as is; a killed run resumes.
+    at `out` is returned as is; a killed run resumes. `min_test_clips` > 0 guarantees that many
+    clips of every class in every fold's test split (the long tail is kept above that floor).
     """
-    params = DemoParams(int(seed), int(num_identities), int(clips_per_identity), int(frames), int(size))
+    params = DemoParams(int(seed), int(num_identities), int(clips_per_identity), int(frames), int(size),
+                        int(min_test_clips))
     params.check()
     out = Path(out).absolute()
     if _check_target(out, params):
         return out
     partial = _partial_dir(out, params)
-    plans = plan_clips(params.seed, params.num_identities, params.clips_per_identity)
+    plans = plan_clips(params.seed, params.num_identities, params.clips_per_identity, params.min_test_clips)
     todo = [p for p in plans if not (partial / OPENFACE_DIR / f"{p.video_name}.csv").is_file()]
     bar = None
     if progress:
