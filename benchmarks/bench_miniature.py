@@ -70,26 +70,36 @@ def main() -> None:
     parser.add_argument("--identity-seed", type=int, default=104729)
     parser.add_argument("--fvd", action="store_true", help="per-class FVD with I3D (slow on CPU)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--emotions", default=",".join(EMOTIONS), help="comma-separated classes")
+    parser.add_argument("--frames", type=int, default=None, help="frames per clip (default: generator.fit.clip_frames)")
+    for knob, values in SWEEPS.items():
+        parser.add_argument(f"--{knob}", default=",".join(map(str, values)), help=f"{knob} values to sweep")
     parser.add_argument("--out", default="docs/miniature_curves.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(None, [])
-    fit = cfg.generator.fit
+    fit = cfg.generator.fit.model_copy(update={"clip_frames": args.frames or cfg.generator.fit.clip_frames})
+    emotion_set = args.emotions.split(",")
+    sweeps = {"T": [int(v) for v in args.T.split(",")], "r": [int(v) for v in args.r.split(",")],
+              "w": [float(v) for v in args.w.split(",")]}
     folder = Path(args.model or miniature_t2v_path())
     pipe = TI2VZeroPipeline.from_pretrained(str(folder))
     pipe.set_progress_bar_config(disable=True)
     scorer = RewardScorer(cfg.reward.model_copy(update={"w_e": 0.0}), 25)
     real, emotions = real_clips(fit, args.identities, args.identity_seed)
+    keep = [i for i, e in enumerate(emotions) if e in emotion_set]
+    real, emotions = real[keep], [emotions[i] for i in keep]
     expressive = [i for i, e in enumerate(emotions) if e != "neutral"]
     real_disp = {e: np.median([apex_displacement(real[i]) for i in range(len(real)) if emotions[i] == e])
-                 for e in EMOTIONS}
+                 for e in set(emotions)}
 
     timings = []
     for _ in range(3):
         t0 = time.perf_counter()
         generate(pipe, fit, real[:1], emotions[:1], 10, 0, 9.0)
         timings.append(time.perf_counter() - t0)
-    results = {"model": str(folder), "identities": args.identities, "sample_s_T10_r0": min(timings),
+    results = {"model": str(folder), "identities": args.identities, "emotions": emotion_set,
+               "frames": fit.clip_frames, "sample_s_T10_r0": min(timings),
                "threads": args.threads, "real": {"r_q": float(np.mean([scorer.quality(gray_frames(v))[0]["r_q"] for v in real])),
                                                  "face": float(np.mean([scorer.face_presence(v, gray_frames(v))[0] for v in real]))},
                "sweeps": {}}
@@ -100,7 +110,7 @@ def main() -> None:
 
         i3d = load_i3d()
         real_feats = i3d_features(list(real), model=i3d, progress=False)
-    for knob, values in SWEEPS.items():
+    for knob, values in sweeps.items():
         rows = []
         for value in values:
             setting = {**BASE, knob: value}

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"size": 16, "window": 4, "clip_frames": 6, "num_identities": 2, "vae_steps": 6, "unet_steps": 6,
+SMALL = {"size": 32, "window": 4, "clip_frames": 6, "num_identities": 2, "vae_steps": 6, "unet_steps": 6,
          "batch_size": 2, "channels": "[16,32]", "vae_channels": "[8,16,16]", "sample_every": 6, "log_every": 2, "threads": 1}
 
 
@@ -29,7 +29,7 @@ def test_fit_generator_writes_the_model_its_record_samples_and_an_mlflow_run(tmp
     model = tmp_path / "cache" / "miniature-t2v-v1"
     assert (model / "model_index.json").is_file() and (model / "unet" / "config.json").is_file()
     record = json.loads((model / "fit.json").read_text())
-    assert record["seed"] == 3 and record["config"]["size"] == 16 and record["steps"] == 12
+    assert record["seed"] == 3 and record["config"]["size"] == 32 and record["steps"] == 12
     assert list((tmp_path / "cache" / "miniature-t2v-v1.work" / "samples").glob("step-*.gif"))
     with sqlite3.connect(tmp_path / "run" / "mlflow.db") as db:
         names = {r[0] for r in db.execute("select name from runs")}
@@ -41,6 +41,6 @@ def test_fit_generator_writes_the_model_its_record_samples_and_an_mlflow_run(tmp
 
 
 def test_bad_settings_name_the_field(tmp_path):
-    done = _cli(tmp_path, "--set", "generator.fit.size=20")
+    done = _cli(tmp_path, "--set", "generator.fit.size=36")
     assert done.returncode != 0
-    assert "generator.fit" in done.stderr and "size 20" in done.stderr and "Traceback" not in done.stderr
+    assert "generator.fit" in done.stderr and "size 36" in done.stderr and "Traceback" not in done.stderr

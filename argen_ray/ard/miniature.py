@@ -353,6 +353,10 @@ class MiniatureFit:
                     gif = self.write_samples(pool, self.work_dir / "samples" / f"step-{self.step:06d}.gif")
                     if mlflow:
                         mlflow.log_artifact(str(gif), "samples")
+        except KeyboardInterrupt:  # keep every finished step: the rerun resumes here
+            self.seconds += time.perf_counter() - clock
+            self.save_checkpoint()
+            raise
         finally:
             bar.close()
         record = self._save_model(resumed)

@@ -44,13 +44,13 @@ class FitConfig(Section):
 
     seed: int = 0
     out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v1
-    size: int = Field(32, ge=16)     # pixels per side (VAE factor 4)
+    size: int = Field(32, ge=32)     # pixels per side (VAE factor 4; the renderer draws >= 32)
     window: int = Field(8, ge=2)     # frames per training window (= generator.window at sampling)
     clip_frames: int = Field(16, ge=2)
     num_identities: int = Field(20, ge=2)   # rendered people, none of them the demo dataset's
     clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
-    vae_steps: int = Field(800, ge=0)
+    vae_steps: int = Field(200, ge=0)
     unet_steps: int = Field(5000, ge=0)
     batch_size: int = Field(8, ge=1)
     vae_lr: float = Field(1e-3, gt=0)
@@ -58,7 +58,7 @@ class FitConfig(Section):
     text_dropout: float = Field(0.1, ge=0, le=1)   # classifier-free guidance: prompt -> "" this often
     static_prefix: float = Field(0.3, ge=0, le=1)  # windows opening on a held frame, as TI2V's queue starts
     ema_decay: float = Field(0.999, ge=0, lt=1)
-    channels: list[int] = Field(default_factory=lambda: [32, 64])  # UNet block widths
+    channels: list[int] = Field(default_factory=lambda: [16, 32])  # UNet block widths
     vae_channels: list[int] = Field(default_factory=lambda: [16, 32, 32])
     checkpoint_every: int = Field(100, ge=1)
     sample_every: int = Field(1000, ge=1)
