@@ -280,9 +280,12 @@ class MiniatureFit:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(pipe.unet.parameters()) + list(pipe.text_encoder.parameters()), 1.0)
         self.opt.step()
+        # EMA with warm-up, so a short fit's average is not mostly its random initialisation.
+        k = len(self.losses["unet"])
+        decay = min(fit.ema_decay, (1 + k) / (10 + k))
         with torch.no_grad():
             for ema, live in ((self.ema_unet, pipe.unet), (self.ema_text, pipe.text_encoder)):
-                torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1 - fit.ema_decay)
+                torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1 - decay)
         return float(loss.detach())
 
     def fitted_pipeline(self):

@@ -41,15 +41,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("ARGEN_RAY_CACHE") or Path.home() / ".cache" / "argen-ray")
 
 
-def tiny_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The tiny model's folder, built on first use (safe when several processes race)."""
-    target = Path(cache_dir or cache_root()) / TINY_MODEL_NAME
+def _materialize(target: Path, write) -> Path:
+    """`target`, filled by `write(folder)` in a temporary folder renamed into place (safe when
+    several processes race: the first complete folder wins)."""
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{TINY_MODEL_NAME}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        build_tiny_t2v().save_pretrained(tmp)
+        write(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
@@ -61,27 +61,22 @@ def tiny_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
     return target
 
 
+def tiny_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The tiny model's folder, built on first use."""
+    return _materialize(Path(cache_dir or cache_root()) / TINY_MODEL_NAME,
+                        lambda folder: build_tiny_t2v().save_pretrained(folder))
+
+
 def miniature_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
     """The miniature model's folder (`argen-ray fit-generator` writes it). When it has not been
-    fitted here, the weights shipped in `argen_ray/assets/miniature/` (fitted by the same command,
-    recorded config and seed in its `fit.json`) are copied in; else the path is returned as is
-    and loading it fails with the folder's name."""
+    fitted here, weights shipped in `argen_ray/assets/miniature/` (fitted by the same command,
+    recorded config and seed in their `fit.json`) are copied in; else the path is returned as
+    is, and loading it fails naming the folder."""
     target = Path(cache_dir or cache_root()) / MINIATURE_MODEL_NAME
     shipped = Path(__file__).resolve().parent.parent / "assets" / "miniature"
-    if (target / "model_index.json").is_file() or not (shipped / "model_index.json").is_file():
+    if not (shipped / "model_index.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{MINIATURE_MODEL_NAME}.", dir=target.parent))
-    try:
-        shutil.copytree(shipped, tmp, dirs_exist_ok=True)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "model_index.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return _materialize(target, lambda folder: shutil.copytree(shipped, folder, dirs_exist_ok=True))
 
 
 # Named text-to-video models (`generator.model: <name>`), each a function returning its local
