@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("data_summary", "summarise a dataset: counts, skipped items, scarce-class analysis"),
     "prompts": ("prompts", "ASI: identity frames -> AU retrieval -> VLM -> prompts.jsonl"),
     "generate": ("generate", "ARD: generate expression videos from prompts.jsonl"),
+    "fit-generator": ("fit_generator", "fit the miniature text-to-video model for the ti2v backend on CPU"),
     "train": ("train", "ARD: train the step/guidance policy with RLlib on Ray"),
     "tune": ("tune", "Tune sweep over reward weights or group settings (tune_configs/*.yaml)"),
     "serve": ("serve", "Ray Serve app: policy and online generation over HTTP"),

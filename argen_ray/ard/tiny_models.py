@@ -19,6 +19,8 @@ from pathlib import Path
 TINY_VERSION = "v1"
 TINY_MODEL_NAME = f"tiny-t2v-{TINY_VERSION}"
 TINY_SEED = 0
+# The fitted miniature (argen_ray/ard/miniature.py); bump when its architecture changes.
+MINIATURE_MODEL_NAME = "miniature-t2v-v1"
 
 # Whole-word tokens for the tiny CLIP tokenizer, so ASI prompts fit into 77 tokens; any other
 # word falls back to single characters, which are always in the vocabulary.
@@ -39,15 +41,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("ARGEN_RAY_CACHE") or Path.home() / ".cache" / "argen-ray")
 
 
-def tiny_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The tiny model's folder, built on first use (safe when several processes race)."""
-    target = Path(cache_dir or cache_root()) / TINY_MODEL_NAME
+def _materialize(target: Path, write) -> Path:
+    """`target`, filled by `write(folder)` in a temporary folder renamed into place (safe when
+    several processes race: the first complete folder wins)."""
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{TINY_MODEL_NAME}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        build_tiny_t2v().save_pretrained(tmp)
+        write(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
@@ -59,14 +61,41 @@ def tiny_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
     return target
 
 
-def _tiny_tokenizer():
-    """A CLIP BPE tokenizer built in code: characters, plus merge chains that spell _WORDS."""
+def tiny_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The tiny model's folder, built on first use."""
+    return _materialize(Path(cache_dir or cache_root()) / TINY_MODEL_NAME,
+                        lambda folder: build_tiny_t2v().save_pretrained(folder))
+
+
+def miniature_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The miniature model's folder (`argen-ray fit-generator` writes it). When it has not been
+    fitted here, weights shipped in `argen_ray/assets/miniature/` (fitted by the same command,
+    recorded config and seed in their `fit.json`) are copied in; else the path is returned as
+    is, and loading it fails naming the folder."""
+    target = Path(cache_dir or cache_root()) / MINIATURE_MODEL_NAME
+    shipped = Path(__file__).resolve().parent.parent / "assets" / "miniature"
+    if not (shipped / "model_index.json").is_file():
+        return target
+    return _materialize(target, lambda folder: shutil.copytree(shipped, folder, dirs_exist_ok=True))
+
+
+# Named text-to-video models (`generator.model: <name>`), each a function returning its local
+# folder. "tiny" is built in code when first loaded (the ti2v backend resolves it); fitted models
+# are only looked up, so the generator config resolves them to their folder at load time and
+# every backend then reads a plain ModelScope-layout folder through `from_pretrained`.
+FITTED_T2V_MODELS = {"miniature": miniature_t2v_path}
+T2V_MODELS = {"tiny": tiny_t2v_path, **FITTED_T2V_MODELS}
+
+
+def _tiny_tokenizer(extra_words: list[str] = ()):
+    """A CLIP BPE tokenizer built in code: characters, plus merge chains that spell _WORDS (and
+    `extra_words`, e.g. every word of the knowledge base for the miniature model)."""
     from transformers import CLIPTokenizer
 
     chars = [chr(c) for c in range(33, 127)]
     tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
     merges: list[tuple[str, str]] = []
-    for word in dict.fromkeys(_WORDS):
+    for word in dict.fromkeys(_WORDS + [w for w in extra_words if w.isascii() and w.isalpha()]):
         if len(word) < 2:
             continue
         pieces = list(word[:-1]) + [word[-1] + "</w>"]

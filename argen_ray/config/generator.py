@@ -42,11 +42,50 @@ class WarpConfig(Section):
     dynamics: Path | None = None
 
 
+class FitConfig(Section):
+    """`argen-ray fit-generator`: the miniature text-to-video model (argen_ray/ard/miniature.py,
+    docs/generator.md "The miniature"). Defaults are the shipped model's recorded settings."""
+
+    seed: int = 0
+    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v1
+    size: int = Field(32, ge=32)     # pixels per side (VAE factor 4; the renderer draws >= 32)
+    window: int = Field(8, ge=2)     # frames per training window (= generator.window at sampling)
+    clip_frames: int = Field(16, ge=2)
+    num_identities: int = Field(20, ge=2)   # rendered people, none of them the demo dataset's
+    clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
+    identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
+    vae_steps: int = Field(200, ge=0)
+    unet_steps: int = Field(5000, ge=0)
+    batch_size: int = Field(8, ge=1)
+    vae_lr: float = Field(1e-3, gt=0)
+    lr: float = Field(5e-4, gt=0)
+    text_dropout: float = Field(0.1, ge=0, le=1)   # classifier-free guidance: prompt -> "" this often
+    static_prefix: float = Field(0.3, ge=0, le=1)  # windows opening on a held frame, as TI2V's queue starts
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    channels: list[int] = Field(default_factory=lambda: [16, 32])  # UNet block widths
+    vae_channels: list[int] = Field(default_factory=lambda: [16, 32, 32])
+    checkpoint_every: int = Field(100, ge=1)
+    sample_every: int = Field(1000, ge=1)
+    log_every: int = Field(25, ge=1)
+    threads: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "FitConfig":
+        factor = 2 ** (len(self.vae_channels) - 1)
+        if self.size % (factor * 2 ** (len(self.channels) - 1)):
+            raise ValueError(f"size {self.size} must be a multiple of the VAE factor {factor} times the UNet's "
+                             f"downsampling {2 ** (len(self.channels) - 1)}")
+        if self.window > self.clip_frames:
+            raise ValueError(f"window ({self.window}) must not exceed clip_frames ({self.clip_frames})")
+        return self
+
+
 class GeneratorConfig(Section):
     # Registered backend name: "ti2v" (diffusion) or "warp" (CPU landmark warping).
     backend: str = "warp"
     # Local folder or hub id of a ModelScope-layout text-to-video model; "tiny" builds and
-    # caches a tiny random model under $ARGEN_RAY_CACHE (local preset and tests).
+    # caches a tiny random model under $ARGEN_RAY_CACHE (local preset and tests); "miniature"
+    # is the model `argen-ray fit-generator` fits (or ships), resolved to its folder here.
     model: str = "tiny"
     variant: str | None = None    # weights variant of the folder, e.g. "fp16" for the hub model
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
@@ -67,6 +106,14 @@ class GeneratorConfig(Section):
     use_ray: bool = False               # `argen-ray generate` through the GeneratorActor pool
     fps: int = Field(8, ge=1)
     warp: WarpConfig = Field(default_factory=WarpConfig)  # the "warp" backend's own knobs
+    fit: FitConfig = Field(default_factory=FitConfig)     # `argen-ray fit-generator` (the miniature)
+
+    @field_validator("model")
+    @classmethod
+    def _fitted_model_folder(cls, v: str) -> str:
+        from argen_ray.ard.tiny_models import FITTED_T2V_MODELS  # stdlib-only module: cheap
+
+        return str(FITTED_T2V_MODELS[v]()) if v in FITTED_T2V_MODELS else v
 
     @model_validator(mode="after")
     def _consistent(self) -> "GeneratorConfig":

@@ -1,0 +1,417 @@
+"""ARGen in miniature: a small text-to-video diffusion model fitted on CPU to demo-renderer clips.
+
+The model has the ModelScope layout that the `ti2v` backend loads (`damo-vilab/text-to-video-ms-
+1.7b`: AutoencoderKL, UNet3DConditionModel, CLIP text encoder + tokenizer, DDIM scheduler with
+that model's noise schedule) and is saved with `save_pretrained`, so TI2V-Zero runs on it through
+its ordinary `from_pretrained` path. Only the sizes differ: 32x32 pixels, a VAE with spatial
+factor 4 (8x8x4 latents), a two-level UNet, a 2-layer CLIP encoder over a tokenizer that spells
+every knowledge-base word as one token.
+
+Fitting (`MiniatureFit.run`) has two phases on one pool of clips rendered by the demo renderer
+for identities drawn from `fit.identity_seed` (never the demo dataset's), every emotion,
+each clip paired with prompts composed as ASI's template composition composes them:
+1. the VAE, on single frames (L2 reconstruction + a small KL term); its latents' scale is then
+   set so that scaled latents have unit variance (`scaling_factor`, as Stable Diffusion's);
+2. the UNet and the text encoder, on `fit.window`-frame windows: epsilon prediction on the
+   DDPM schedule, the prompt replaced by "" with probability `text_dropout` (so classifier-free
+   guidance has an unconditional model), and a share of windows that open on a held frame
+   (`static_prefix`), the way TI2V-Zero's queue starts as copies of the reference latent.
+The EMA of the UNet and text encoder is what gets saved.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from argen_ray.ard.tiny_models import SCHEDULER_CONFIG, _tiny_tokenizer, miniature_t2v_path
+from argen_ray.errors import ArgenError
+from argen_ray.io import atomic_path, atomic_write_json
+
+CHECKPOINT = "checkpoint.pt"
+FIT_RECORD = "fit.json"     # in the model folder: the fit's config, seed, steps, losses, time
+SAMPLE_EMOTIONS = ("happy", "surprise", "disgust")
+# Settings a resumed fit may change: more UNet steps continue the same fit exactly.
+RESUMABLE_CHANGES = {"unet_steps", "checkpoint_every", "sample_every", "log_every", "out"}
+
+
+class MiniatureFitError(ArgenError):
+    """The miniature cannot be fitted (bad settings, a broken checkpoint)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts and the model
+# ---------------------------------------------------------------------------------------------
+def emotion_prompts(emotion: str, kb=None) -> list[str]:
+    """Every prompt ASI's template composition can give an emotion: "The person's face shows
+    <noun>: <description>." over the knowledge base's records (neutral: its gloss)."""
+    from argen_ray.asi.knowledge import load_knowledge_base
+    from argen_ray.asi.vlm import VLMRequest, template_text
+
+    kb = kb or load_knowledge_base()
+    entry = kb.emotion(emotion)
+    descriptions = [kb.render(r) for r in entry.records] or [entry.gloss]
+    image = np.zeros((8, 8, 3), np.uint8)  # the template ignores the image
+    return [template_text(VLMRequest(f"fit-{emotion}", image, emotion, entry.noun, [d])) for d in descriptions]
+
+
+def prompt_words() -> list[str]:
+    """The words of every training prompt, so the tokenizer gives each one token."""
+    import re
+
+    from argen_ray.data.labels import EMOTIONS
+
+    return sorted({w for e in EMOTIONS for p in emotion_prompts(e) for w in re.findall(r"[a-z]+", p.lower())})
+
+
+def build_miniature(fit):
+    """The untrained miniature as a TextToVideoSDPipeline (its model_index.json is ModelScope's),
+    seeded by `fit.seed`."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from diffusers.pipelines.deprecated.text_to_video_synthesis import TextToVideoSDPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = _tiny_tokenizer(prompt_words())
+    torch.manual_seed(fit.seed)
+    factor = 2 ** (len(fit.vae_channels) - 1)
+    latent = fit.size // factor
+    width = fit.channels[0]
+    unet = UNet3DConditionModel(
+        sample_size=latent, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=tuple(fit.channels),
+        down_block_types=("CrossAttnDownBlock3D",) * (len(fit.channels) - 1) + ("DownBlock3D",),
+        up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * (len(fit.channels) - 1),
+        cross_attention_dim=width, attention_head_dim=8, norm_num_groups=8)
+    n = len(fit.vae_channels)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, block_out_channels=tuple(fit.vae_channels),
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        norm_num_groups=8, sample_size=fit.size)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=width, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    return TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                 scheduler=DDIMScheduler(**SCHEDULER_CONFIG))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training data: clips rendered by the demo renderer
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ClipPool:
+    frames: np.ndarray          # (N, F, S, S, 3) uint8
+    emotions: list[str]         # per clip
+    prompts: dict[str, list[str]]
+
+    @classmethod
+    def load_or_render(cls, fit, cache: Path, progress: bool = True) -> "ClipPool":
+        """The pool of `fit`, read from `cache` (an .npz the first call writes) when it is there."""
+        from argen_ray.data.labels import EMOTIONS
+
+        key = json.dumps({k: getattr(fit, k) for k in ("identity_seed", "num_identities", "clips_per_emotion",
+                                                        "clip_frames", "size")}, sort_keys=True)
+        if cache.is_file():
+            with np.load(cache) as stored:
+                if str(stored["key"]) == key:
+                    return cls(stored["frames"], [str(e) for e in stored["emotions"]],
+                               {e: emotion_prompts(e) for e in EMOTIONS})
+        pool = cls.render(fit, progress)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache, suffix=".npz") as tmp:
+            np.savez(tmp, frames=pool.frames, emotions=np.array(pool.emotions), key=np.array(key))
+        return pool
+
+    @classmethod
+    def render(cls, fit, progress: bool = True) -> "ClipPool":
+        """Every (identity, emotion) pair `fit.clips_per_emotion` times; deterministic in the fit's
+        seeds, so a resumed fit renders the same pool."""
+        from tqdm.auto import tqdm
+
+        from argen_ray.data.demo.clips import ClipPlan, make_identities, synthesize_clip
+        from argen_ray.data.labels import EMOTIONS
+
+        identities = make_identities(fit.identity_seed, fit.num_identities)
+        plans = [ClipPlan(clip_id=1 + len(EMOTIONS) * fit.clips_per_emotion * i + len(EMOTIONS) * k + j, identity=i,
+                          emotion=e, fold=0)
+                 for i in range(fit.num_identities) for k in range(fit.clips_per_emotion) for j, e in enumerate(EMOTIONS)]
+        frames = np.empty((len(plans), fit.clip_frames, fit.size, fit.size, 3), np.uint8)
+        for n, plan in enumerate(tqdm(plans, desc="render training clips", disable=not progress)):
+            frames[n] = synthesize_clip(plan, identities[plan.identity], fit.identity_seed, fit.clip_frames,
+                                        fit.size).frames
+        return cls(frames, [p.emotion for p in plans], {e: emotion_prompts(e) for e in EMOTIONS})
+
+
+def to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1)
+    return x.movedim(-1, -3)
+
+
+def training_window(rng: np.random.Generator, clip_frames: int, window: int, static_prefix: float) -> np.ndarray:
+    """Frame indices of one training window: `window` consecutive frames, or (with probability
+    `static_prefix`) one frame held for k frames and then the frames that follow it."""
+    start = int(rng.integers(0, clip_frames - window + 1))
+    if rng.random() >= static_prefix:
+        return np.arange(start, start + window)
+    held = int(rng.integers(1, window))
+    start = int(rng.integers(0, clip_frames - (window - held)))
+    return np.concatenate([np.full(held, start), np.arange(start + 1, start + 1 + window - held)])
+
+
+# ---------------------------------------------------------------------------------------------
+# The fit
+# ---------------------------------------------------------------------------------------------
+class MiniatureFit:
+    """Fits the miniature in `work_dir` (checkpoints, sample GIFs) and saves it to `out_dir`."""
+
+    def __init__(self, fit, out_dir: str | os.PathLike | None = None, work_dir: str | os.PathLike | None = None,
+                 tracking=None, progress: bool = True):
+        self.fit = fit
+        self.out_dir = Path(out_dir or fit.out or miniature_t2v_path())
+        self.work_dir = Path(work_dir or self.out_dir.with_name(self.out_dir.name + ".work"))
+        self.tracking = tracking        # the root Config when MLflow logging is wanted, else None
+        self.progress = progress
+        self.pipe = build_miniature(fit)
+        self.ema_unet = copy.deepcopy(self.pipe.unet).requires_grad_(False)
+        self.ema_text = copy.deepcopy(self.pipe.text_encoder).requires_grad_(False)
+        self.vae_opt = torch.optim.AdamW(self.pipe.vae.parameters(), lr=fit.vae_lr)
+        self.opt = torch.optim.AdamW(list(self.pipe.unet.parameters()) + list(self.pipe.text_encoder.parameters()),
+                                     lr=fit.lr, weight_decay=0.0)
+        self.step = 0                   # over both phases: vae_steps + unet_steps in all
+        self.losses: dict[str, list[float]] = {"vae": [], "unet": []}
+        self.mlflow_run_id: str | None = None
+        self.seconds = 0.0
+        self.rng = np.random.default_rng([fit.seed, 1])
+        self.generator = torch.Generator().manual_seed(fit.seed)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _state(self) -> dict:
+        p = self.pipe
+        return {"step": self.step, "vae": p.vae.state_dict(), "unet": p.unet.state_dict(),
+                "text": p.text_encoder.state_dict(), "ema_unet": self.ema_unet.state_dict(),
+                "ema_text": self.ema_text.state_dict(), "vae_opt": self.vae_opt.state_dict(),
+                "opt": self.opt.state_dict(), "scaling_factor": p.vae.config.scaling_factor,
+                "losses": self.losses, "mlflow_run_id": self.mlflow_run_id, "seconds": self.seconds,
+                "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
+                "config": self.fit.model_dump()}
+
+    def save_checkpoint(self) -> Path:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.work_dir / CHECKPOINT, suffix=".pt") as tmp:
+            torch.save(self._state(), tmp)
+        return self.work_dir / CHECKPOINT
+
+    def load_checkpoint(self) -> bool:
+        path = self.work_dir / CHECKPOINT
+        if not path.is_file():
+            return False
+        try:
+            state = torch.load(path, weights_only=False)
+        except Exception as exc:
+            raise MiniatureFitError(f"{path}: unreadable checkpoint ({type(exc).__name__}); delete it to start over") from None
+        now = self.fit.model_dump()
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and state["config"].get(k) != now[k])
+        if changed:
+            raise MiniatureFitError(f"{path}: written with other generator.fit settings ({', '.join(changed)}); "
+                                    f"delete {self.work_dir} to start over or restore them to resume")
+        p = self.pipe
+        p.vae.load_state_dict(state["vae"])
+        p.unet.load_state_dict(state["unet"])
+        p.text_encoder.load_state_dict(state["text"])
+        self.ema_unet.load_state_dict(state["ema_unet"])
+        self.ema_text.load_state_dict(state["ema_text"])
+        self.vae_opt.load_state_dict(state["vae_opt"])
+        self.opt.load_state_dict(state["opt"])
+        p.vae.register_to_config(scaling_factor=state["scaling_factor"])
+        self.step, self.losses = state["step"], state["losses"]
+        self.mlflow_run_id, self.seconds = state["mlflow_run_id"], state["seconds"]
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        return True
+
+    # -- phase 1: the VAE ---------------------------------------------------------------------
+    def vae_step(self, pool: ClipPool) -> float:
+        fit, vae = self.fit, self.pipe.vae
+        clips = self.rng.integers(0, len(pool.frames), fit.batch_size * 2)
+        frames = self.rng.integers(0, fit.clip_frames, len(clips))
+        x = to_pixels(pool.frames[clips, frames])
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=self.generator)).sample
+        loss = F.mse_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        self.vae_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.vae_opt.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def encode_pool(self, pool: ClipPool) -> torch.Tensor:
+        """(N, C, F, h, w) VAE latent means of every pool frame, unscaled."""
+        vae = self.pipe.vae.eval()
+        n, f = pool.frames.shape[:2]
+        flat = pool.frames.reshape(n * f, *pool.frames.shape[2:])
+        latents = torch.cat([vae.encode(to_pixels(flat[i:i + 256])).latent_dist.mode() for i in range(0, len(flat), 256)])
+        return latents.view(n, f, *latents.shape[1:]).transpose(1, 2).contiguous()
+
+    # -- phase 2: UNet + text encoder ---------------------------------------------------------
+    def unet_step(self, pool: ClipPool, latents: torch.Tensor, scheduler) -> float:
+        fit, pipe = self.fit, self.pipe
+        clips = self.rng.integers(0, len(pool.frames), fit.batch_size)
+        windows = np.stack([training_window(self.rng, fit.clip_frames, fit.window, fit.static_prefix) for _ in clips])
+        x0 = latents[clips[:, None], :, windows].permute(0, 2, 1, 3, 4) * pipe.vae.config.scaling_factor
+        prompts = ["" if self.rng.random() < fit.text_dropout
+                   else pool.prompts[pool.emotions[c]][int(self.rng.integers(len(pool.prompts[pool.emotions[c]])))]
+                   for c in clips]
+        ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        text = pipe.text_encoder(ids).last_hidden_state
+        noise = torch.randn(x0.shape, generator=self.generator)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(clips),), generator=self.generator)
+        pred = pipe.unet(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=text).sample
+        loss = F.mse_loss(pred, noise)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(pipe.unet.parameters()) + list(pipe.text_encoder.parameters()), 1.0)
+        self.opt.step()
+        # EMA with warm-up, so a short fit's average is not mostly its random initialisation.
+        k = len(self.losses["unet"])
+        decay = min(fit.ema_decay, (1 + k) / (10 + k))
+        with torch.no_grad():
+            for ema, live in ((self.ema_unet, pipe.unet), (self.ema_text, pipe.text_encoder)):
+                torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1 - decay)
+        return float(loss.detach())
+
+    def fitted_pipeline(self):
+        """The fitted model (EMA weights) as a TextToVideoSDPipeline."""
+        from diffusers import DDIMScheduler
+        from diffusers.pipelines.deprecated.text_to_video_synthesis import TextToVideoSDPipeline
+
+        return TextToVideoSDPipeline(vae=self.pipe.vae.eval(), text_encoder=self.ema_text.eval(),
+                                     tokenizer=self.pipe.tokenizer, unet=self.ema_unet.eval(),
+                                     scheduler=DDIMScheduler(**SCHEDULER_CONFIG))
+
+    @torch.no_grad()
+    def write_samples(self, pool: ClipPool, path: Path) -> Path:
+        """A GIF: per sample emotion, TI2V-Zero (T=10, w=9) from a pool clip's first frame, beside
+        the real clip."""
+        from argen_ray.ard.ti2v import TI2VZeroPipeline
+        from argen_ray.data.video import write_gif
+
+        p = self.fitted_pipeline()
+        ti2v = TI2VZeroPipeline(vae=p.vae, text_encoder=p.text_encoder, tokenizer=p.tokenizer, unet=p.unet,
+                                scheduler=p.scheduler)
+        ti2v.set_progress_bar_config(disable=True)
+        rows = []
+        for k, emotion in enumerate(SAMPLE_EMOTIONS):
+            c = pool.emotions.index(emotion)
+            out = ti2v(pool.prompts[emotion][0], image=pool.frames[c, 0], num_frames=self.fit.clip_frames,
+                       num_inference_steps=10, guidance_scale=9.0, window_size=self.fit.window, height=self.fit.size,
+                       width=self.fit.size, generator=torch.Generator().manual_seed(k), output_type="uint8")
+            rows.append(np.concatenate([pool.frames[c], out.frames[0]], axis=2))
+        self.pipe.unet.train()
+        return write_gif(path, np.concatenate(rows, axis=1), fps=8)
+
+    # -- the run ------------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Fit (resuming from the work folder's checkpoint) and save the model; returns the record."""
+        from diffusers import DDPMScheduler
+        from tqdm.auto import tqdm
+
+        fit = self.fit
+        torch.set_num_threads(fit.threads)
+        resumed = self.load_checkpoint()
+        pool = ClipPool.load_or_render(fit, self.work_dir / "clips.npz", self.progress)
+        mlflow = self._start_mlflow()
+        total = fit.vae_steps + fit.unet_steps
+        scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"})
+        latents = None
+        bar = tqdm(total=total, initial=self.step, desc="fit miniature", disable=not self.progress)
+        clock = time.perf_counter()
+        try:
+            while self.step < total:
+                phase = "vae" if self.step < fit.vae_steps else "unet"
+                if phase == "unet" and latents is None:
+                    latents = self._prepare_latents(pool)
+                loss = self.vae_step(pool) if phase == "vae" else self.unet_step(pool, latents, scheduler)
+                self.losses[phase].append(loss)
+                self.step += 1
+                bar.update(1)
+                if self.step % fit.log_every == 0:
+                    recent = float(np.mean(self.losses[phase][-fit.log_every:]))
+                    bar.set_postfix(phase=phase, loss=f"{recent:.4f}")
+                    if mlflow:
+                        mlflow.log_metric(f"{phase}_loss", recent, step=self.step)
+                if self.step % fit.checkpoint_every == 0 or self.step == total:
+                    self.seconds += time.perf_counter() - clock
+                    clock = time.perf_counter()
+                    self.save_checkpoint()
+                if phase == "unet" and (self.step % fit.sample_every == 0 or self.step == total):
+                    gif = self.write_samples(pool, self.work_dir / "samples" / f"step-{self.step:06d}.gif")
+                    if mlflow:
+                        mlflow.log_artifact(str(gif), "samples")
+        except KeyboardInterrupt:  # keep every finished step: the rerun resumes here
+            self.seconds += time.perf_counter() - clock
+            self.save_checkpoint()
+            raise
+        finally:
+            bar.close()
+        record = self._save_model(resumed)
+        if mlflow:
+            mlflow.log_metrics({"fit_seconds": record["seconds"], "final_unet_loss": record["final_unet_loss"] or 0.0})
+            mlflow.log_dict(record, FIT_RECORD)
+            mlflow.end_run()
+        return record
+
+    def _prepare_latents(self, pool: ClipPool) -> torch.Tensor:
+        latents = self.encode_pool(pool)
+        if not self.losses["unet"]:  # first entry into phase 2: fix the latent scale once
+            self.pipe.vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+        return latents
+
+    def _save_model(self, resumed: bool) -> dict:
+        fit = self.fit
+        tail = self.losses["unet"][-200:]
+        record = {"config": fit.model_dump(), "seed": fit.seed, "steps": self.step, "seconds": round(self.seconds, 1),
+                  "threads": fit.threads, "resumed": resumed,
+                  "final_vae_loss": float(np.mean(self.losses["vae"][-200:])) if self.losses["vae"] else None,
+                  "final_unet_loss": float(np.mean(tail)) if tail else None,
+                  "scaling_factor": self.pipe.vae.config.scaling_factor,
+                  "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in
+                                 (("unet", self.ema_unet), ("vae", self.pipe.vae), ("text_encoder", self.ema_text))},
+                  "command": "argen-ray fit-generator (generator.fit as in config)"}
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.out_dir.with_name(f".{self.out_dir.name}.saving")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.fitted_pipeline().save_pretrained(tmp)
+        atomic_write_json(tmp / FIT_RECORD, record)
+        old = self.out_dir.with_name(f".{self.out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.out_dir.exists():
+            os.rename(self.out_dir, old)
+        os.rename(tmp, self.out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        return record
+
+    def _start_mlflow(self):
+        if self.tracking is None or not self.tracking.tracking.enabled:
+            return None
+        import mlflow
+
+        from argen_ray.ard.training import ensure_experiment
+
+        mlflow.set_experiment(experiment_id=ensure_experiment(self.tracking))
+        nested = mlflow.active_run() is not None
+        if self.mlflow_run_id:
+            mlflow.start_run(run_id=self.mlflow_run_id, nested=nested)
+        else:
+            self.mlflow_run_id = mlflow.start_run(run_name="fit-generator", nested=nested).info.run_id
+            mlflow.log_params({f"generator.fit.{k}": json.dumps(v) if isinstance(v, list) else v
+                               for k, v in self.fit.model_dump().items()})
+        return mlflow

@@ -1,0 +1,162 @@
+"""The miniature's quality and expression as functions of T, r and a constant guidance w
+(numbers and plot in docs/generator.md, "The miniature").
+
+TI2V-Zero through `TI2VZeroPipeline.from_pretrained` (the ti2v backend's path) on identities
+that neither the fit nor the demo dataset saw: for every emotion, one rendered real clip per
+identity gives the reference (its frame 0) and the real side of each comparison. Per setting:
+- R_q (the reward suite's quality reward) and face presence (Haar) of the generated clips;
+- expression strength: the apex displacement from frame 0 (mean absolute pixel change, the
+  largest mean over L = ceil(F/4) consecutive frames), generated / real, median over the
+  expressive classes' clips (DESIGN 2.5's expression-motion ratio on pixels);
+- per-class FVD (I3D logits) of the generated clips against the real clips (--fvd).
+Sampling time of one 16-frame clip at T = 10, r = 0, w = 9 is timed alone (best of 3).
+
+    .venv/bin/python benchmarks/bench_miniature.py [--model FOLDER] [--identities 2] [--fvd]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from argen_ray.ard.miniature import emotion_prompts
+from argen_ray.ard.rewards import RewardScorer, gray_frames
+from argen_ray.ard.ti2v import TI2VZeroPipeline
+from argen_ray.ard.tiny_models import miniature_t2v_path
+from argen_ray.config import load_config
+from argen_ray.data.labels import EMOTIONS
+
+SWEEPS = {"T": [5, 10, 15, 20, 25], "r": [0, 1, 2, 4], "w": [1.0, 3.0, 6.0, 9.0, 12.0]}
+BASE = {"T": 10, "r": 0, "w": 9.0}
+
+
+def apex_displacement(frames: np.ndarray) -> float:
+    d = np.abs(frames.astype(np.float32) - frames[:1].astype(np.float32)).mean(axis=(1, 2, 3)) / 255.0
+    hold = math.ceil(len(frames) / 4)
+    return float(max(d[i:i + hold].mean() for i in range(len(d) - hold + 1)))
+
+
+def real_clips(fit, identities: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    from argen_ray.data.demo.clips import ClipPlan, make_identities, synthesize_clip
+
+    people = make_identities(seed, identities)
+    plans = [ClipPlan(clip_id=1 + 7 * i + j, identity=i, emotion=e, fold=0)
+             for i in range(identities) for j, e in enumerate(EMOTIONS)]
+    frames = np.stack([synthesize_clip(p, people[p.identity], seed, fit.clip_frames, fit.size).frames for p in plans])
+    return frames, [p.emotion for p in plans]
+
+
+def generate(pipe, fit, real, emotions, T, r, w) -> list[np.ndarray]:
+    out = []
+    for start in range(0, len(real), 7):
+        chunk = range(start, min(start + 7, len(real)))
+        res = pipe([emotion_prompts(emotions[i])[0] for i in chunk], image=[real[i, 0] for i in chunk],
+                   num_frames=fit.clip_frames, num_inference_steps=T, guidance_scale=w, resample_steps=r,
+                   window_size=fit.window, height=fit.size, width=fit.size,
+                   generator=[torch.Generator().manual_seed(100 + i) for i in chunk], output_type="uint8")
+        out.extend(res.frames)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model folder (default: the miniature's)")
+    parser.add_argument("--identities", type=int, default=2)
+    parser.add_argument("--identity-seed", type=int, default=104729)
+    parser.add_argument("--fvd", action="store_true", help="per-class FVD with I3D (slow on CPU)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--emotions", default=",".join(EMOTIONS), help="comma-separated classes")
+    parser.add_argument("--frames", type=int, default=None, help="frames per clip (default: generator.fit.clip_frames)")
+    for knob, values in SWEEPS.items():
+        parser.add_argument(f"--{knob}", default=",".join(map(str, values)), help=f"{knob} values to sweep")
+    parser.add_argument("--out", default="docs/miniature_curves.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(None, [])
+    fit = cfg.generator.fit.model_copy(update={"clip_frames": args.frames or cfg.generator.fit.clip_frames})
+    emotion_set = args.emotions.split(",")
+    sweeps = {"T": [int(v) for v in args.T.split(",")], "r": [int(v) for v in args.r.split(",")],
+              "w": [float(v) for v in args.w.split(",")]}
+    folder = Path(args.model or miniature_t2v_path())
+    pipe = TI2VZeroPipeline.from_pretrained(str(folder))
+    pipe.set_progress_bar_config(disable=True)
+    scorer = RewardScorer(cfg.reward.model_copy(update={"w_e": 0.0}), 25)
+    real, emotions = real_clips(fit, args.identities, args.identity_seed)
+    keep = [i for i, e in enumerate(emotions) if e in emotion_set]
+    real, emotions = real[keep], [emotions[i] for i in keep]
+    expressive = [i for i, e in enumerate(emotions) if e != "neutral"]
+    real_disp = {e: np.median([apex_displacement(real[i]) for i in range(len(real)) if emotions[i] == e])
+                 for e in set(emotions)}
+
+    timings = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        generate(pipe, fit, real[:1], emotions[:1], 10, 0, 9.0)
+        timings.append(time.perf_counter() - t0)
+    results = {"model": str(folder), "identities": args.identities, "emotions": emotion_set,
+               "frames": fit.clip_frames, "sample_s_T10_r0": min(timings),
+               "threads": args.threads, "real": {"r_q": float(np.mean([scorer.quality(gray_frames(v))[0]["r_q"] for v in real])),
+                                                 "face": float(np.mean([scorer.face_presence(v, gray_frames(v))[0] for v in real]))},
+               "sweeps": {}}
+    i3d = real_feats = None
+    if args.fvd:
+        from argen_ray.metrics.fvd import i3d_features
+        from argen_ray.metrics.i3d import load_i3d
+
+        i3d = load_i3d()
+        real_feats = i3d_features(list(real), model=i3d, progress=False)
+    for knob, values in sweeps.items():
+        rows = []
+        for value in values:
+            setting = {**BASE, knob: value}
+            t0 = time.perf_counter()
+            videos = generate(pipe, fit, real, emotions, setting["T"], setting["r"], setting["w"])
+            seconds = (time.perf_counter() - t0) / len(videos)
+            row = {knob: value, "s_per_clip": seconds,
+                   "r_q": float(np.mean([scorer.quality(gray_frames(v))[0]["r_q"] for v in videos])),
+                   "face": float(np.mean([scorer.face_presence(v, gray_frames(v))[0] for v in videos])),
+                   "expression_ratio": float(np.median([apex_displacement(videos[i]) / real_disp[emotions[i]]
+                                                        for i in expressive])),
+                   "neutral_displacement": float(np.mean([apex_displacement(videos[i]) for i in range(len(videos))
+                                                          if emotions[i] == "neutral"]))}
+            if i3d is not None:
+                from argen_ray.metrics.fvd import grouped_frechet_distance, i3d_features
+
+                feats = i3d_features(videos, model=i3d, progress=False)
+                grouped = grouped_frechet_distance(feats, real_feats, emotions, emotions)
+                row["fvd_per_class"] = grouped.per_group
+                row["fvd_mean"] = grouped.value
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        results["sweeps"][knob] = rows
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    plot(results, Path(args.out).with_suffix(".png"))
+    print(json.dumps({k: v for k, v in results.items() if k != "sweeps"}))
+
+
+def plot(results: dict, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ["r_q", "expression_ratio"] + (["fvd_mean"] if "fvd_mean" in results["sweeps"]["T"][0] else [])
+    fig, axes = plt.subplots(len(metrics), 3, figsize=(11, 2.8 * len(metrics)), squeeze=False)
+    for col, (knob, rows) in enumerate(results["sweeps"].items()):
+        for row_i, metric in enumerate(metrics):
+            ax = axes[row_i][col]
+            ax.plot([r[knob] for r in rows], [r[metric] for r in rows], "o-")
+            ax.set_xlabel(knob)
+            ax.set_ylabel(metric)
+    fig.suptitle("miniature: quality and expression vs T (r=0, w=9), r (T=10, w=9), w (T=10, r=0)")
+    fig.tight_layout()
+    fig.savefig(target, dpi=90)
+
+
+if __name__ == "__main__":
+    main()
