@@ -77,7 +77,7 @@ def main() -> None:
     from argen_ray.config import load_config
 
     run_dir = (args.run_dir or Path(tempfile.mkdtemp(prefix="bench-train-"))).resolve()
-    demo = ["data.demo.num_identities=5"]
+    demo = ["data.demo.num_identities=5", "data.demo.clips_per_identity=6", "data.demo.min_test_clips=0"]
     ensure_prompts(run_dir, demo)
     overrides = [f"run_dir={run_dir}", *demo, "ray.num_cpus=4", "tracking.enabled=false", "train.eval_states=0",
                  f"train.iterations={args.iterations}", f"train.batch_size={args.batch_size}",

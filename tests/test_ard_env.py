@@ -132,3 +132,18 @@ def test_generator_actor_killed_mid_call_is_restarted_and_the_request_retried(wo
     # The restarted actor served the resent request: every video, the same (seeded) scores.
     assert [r["score"] for r in rows] == pytest.approx([r["score"] for r in expected])
     assert info["generated"] > 0
+
+
+def test_group_advantages_apply_the_group_rule_then_the_baseline_and_scale():
+    from argen_ray.ard.env import group_advantages
+
+    scores = [0.85, 0.82, 0.82, 0.40]
+    # DESIGN 2.3: top-k (k = 2; a tie at the k-th score keeps S) keep S, the rest -delta.
+    assert group_advantages(scores, 2, 0.1, baseline=False) == pytest.approx([0.85, 0.82, 0.82, -0.1])
+    rewards = np.array([0.85, 0.82, 0.82, -0.1])
+    assert group_advantages(scores, 2, 0.1, baseline=True) == pytest.approx(rewards - rewards.mean())
+    # Scaled: a settled group's small spread (hand-computed std 0.01299) weighs as much as a wide one.
+    settled = group_advantages([0.85, 0.82, 0.82, 0.82], 2, 0.1, baseline=True, scale=True)
+    assert settled == pytest.approx([0.0225 / 0.01399, -0.0075 / 0.01399, -0.0075 / 0.01399, -0.0075 / 0.01399],
+                                    rel=2e-3)
+    assert group_advantages([0.5] * 4, 2, 0.1, baseline=True, scale=True) == pytest.approx([0.0] * 4)

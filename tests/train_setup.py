@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # The smallest demo dataset the data section accepts; its scarce classes give 2 prompts each.
-DEMO = ["data.demo.num_identities=5"]
+DEMO = ["data.demo.num_identities=5", "data.demo.clips_per_identity=6", "data.demo.min_test_clips=0"]
 
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -14,16 +14,16 @@ from argen_ray.config.base import Section
 class TrainConfig(Section):
     iterations: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)      # B states (groups of G candidates) per update
-    # Adam. With the group rule's rank-like rewards (about +-0.45 after the baseline) a strong
-    # entropy bonus, annealed to 0, keeps the heads exploring until they find the best action
-    # (tests/test_ard_bandit.py); lr 3e-3 barely moved in 10 iterations there.
-    lr: float = Field(3e-2, gt=0)
+    # Adam. Measured on tests/test_ard_bandit.py (4 state types, B=16, G=4, 30 iterations, greedy
+    # hit rate): without group_scale a nearly settled group such as [.85, .82, .82, .82] carries
+    # advantages of +-0.02 and one state type stays on a wrong alpha (0.76 at lr 0.03, c_H 0.2);
+    # with it, lr 0.01 and c_H 0.05 annealed to 0 reach 1.00 (0.98 with c_H 0.2); lr 0.03 oscillated.
+    lr: float = Field(1e-2, gt=0)
     group_baseline: bool = True            # subtract the group mean of the group rewards
     # ... and divide by the group's std (GRPO-style; needs group_baseline). Off: DESIGN 2.3 as written.
     group_scale: bool = True
-    # c_H, annealed linearly to entropy_coeff_final over `iterations` (None: constant): explore
-    # while the steps head settles, then let the alpha/beta heads commit.
-    entropy_coeff: float = Field(0.2, ge=0)
+    # c_H, annealed linearly to entropy_coeff_final over `iterations` (None: constant).
+    entropy_coeff: float = Field(0.05, ge=0)
     entropy_coeff_final: float | None = Field(0.0, ge=0)
     embed_dim: int = Field(64, ge=4)       # d of the projections and the attention
     num_heads: int = Field(4, ge=1)
