@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from argen_ray.ard.states import resolve_image
 from argen_ray.asi.filter import HallucinationFilter
 from argen_ray.asi.knowledge import allowed_aus, load_knowledge_base
 from argen_ray.cli import main
@@ -52,7 +53,8 @@ def test_one_prompt_per_identity_and_scarce_emotion(tmp_path, demo_root, capsys)
         assert KEYS <= set(row)
         assert parse(row["prompt"]) <= allowed_aus(row["emotion"]), row["prompt"]
         assert set(row["aus"]) <= allowed_aus(row["emotion"]) and row["aus"]
-        assert len(row["descriptions"]) == 3 and Path(row["image"]).is_file()
+        # image paths are relative to prompts.jsonl's folder, so a run folder can move
+        assert len(row["descriptions"]) == 3 and resolve_image(row, tmp_path / "prompts" / "prompts.jsonl").is_file()
         assert row["backend"] == "template"
     summary = json.loads((tmp_path / "prompts" / "summary.json").read_text())
     assert summary["prompts"] == len(rows) and summary["emotions"] == scarce
