@@ -126,8 +126,9 @@ def test_hub_layout_fp16_variant_loads_through_the_preset_path_and_runs_a_ti2v_w
     assert unet.config.block_out_channels == (32, 32, 64, 64) or list(unet.config.block_out_channels) == [32, 32, 64, 64]
     image = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     [result] = generator.generate([GenerationRequest(image=image, prompt="a face", steps=5, guidance=9.0, seed=0)])
-    # one window (one new frame) x 5 DDIM steps x (r=4 resample + 1) passes x 2 (CFG)
-    assert result.nfe == 1 * 5 * (GPU_PRESET.generator.resample + 1) * 2
+    # one window (one new frame) x (5 DDIM steps + r=4 resample passes at each of the first 4) x 2 (CFG)
+    r = GPU_PRESET.generator.resample
+    assert result.nfe == 1 * (5 + r * (5 - 1)) * 2
     assert result.frames.shape == (2, 64, 64, 3) and result.frames.dtype == np.uint8
     assert np.isfinite(result.frames.astype(np.float32)).all()
 
