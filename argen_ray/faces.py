@@ -19,6 +19,7 @@ from __future__ import annotations
 from argen_ray.errors import ArgenError
 
 import importlib.util
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -110,6 +111,12 @@ def shape_predictor_path() -> Path:
     return path
 
 
+# dlib's detector and shape predictor keep scratch state: one process-wide pair used from several
+# threads at once (Serve's ingress runs sync handlers in a thread pool) corrupted the heap
+# ("free(): corrupted unsorted chunks", SIGABRT) under a concurrent request mix. Calls take turns.
+_DLIB_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=None)
 def _dlib_models():
     try:
@@ -146,7 +153,8 @@ def _detect_near(detector, img: np.ndarray, box: tuple[float, float, float, floa
     if scale < 1.0:
         crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
                           interpolation=cv2.INTER_AREA)
-    rects, scores, _ = detector.run(np.ascontiguousarray(crop), 0, 0.0)
+    with _DLIB_LOCK:
+        rects, scores, _ = detector.run(np.ascontiguousarray(crop), 0, 0.0)
     if len(rects) == 0:
         return None, None
     best = int(np.argmax(scores))
@@ -179,12 +187,14 @@ def detect_landmarks(image: np.ndarray, near: tuple | None = None) -> Landmarks 
     if near is not None:
         rect, score = _detect_near(detector, img, tuple(v * scale for v in near))
     if rect is None:
-        rects, scores, _ = detector.run(img, 0, 0.0)
+        with _DLIB_LOCK:
+            rects, scores, _ = detector.run(img, 0, 0.0)
         if len(rects) == 0:
             return None
         best = int(np.argmax(scores))
         rect, score = rects[best], float(scores[best])
-    shape = predictor(img, rect)
-    pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], dtype=np.float32) / scale
+    with _DLIB_LOCK:
+        shape = predictor(img, rect)
+        pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], dtype=np.float32) / scale
     box = tuple(int(round(v / scale)) for v in (rect.left(), rect.top(), rect.right(), rect.bottom()))
     return Landmarks(points=pts, box=box, score=score)
