@@ -12,6 +12,11 @@ from argen_ray.serving.policy import export_untrained_policy
 ROOT = Path(__file__).resolve().parents[1]
 WARP_ENCODER = "generator:warp:argen-ray/warp-dlib68-facs"
 WARP_DIMS = (384, 142)      # MiniLM prompt embedding, landmark + colour reference embedding
+# The shared test app's limits (conftest.py): small byte limit, short body timeout, fast batching.
+MAX_IMAGE_BYTES = 200_000
+BODY_TIMEOUT_S = 2
+SHARED_APP_SETTINGS = (f"serve.max_image_bytes={MAX_IMAGE_BYTES}", f"serve.body_timeout_s={BODY_TIMEOUT_S}",
+                       "serve.batch_wait_timeout_s=0.05", "serve.max_frames=24")
 
 
 def write_policy(cfg, target: Path, seed: int = 0) -> Path:

@@ -12,26 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_setup import WARP_ENCODER, astronaut_face, b64, image_bytes, start_app, stop_app
+from serve_setup import MAX_IMAGE_BYTES, WARP_ENCODER, astronaut_face, b64, image_bytes
 
 from argen_ray.serving.images import encode_image
 
-pytestmark = pytest.mark.slow
-
-MAX_IMAGE_BYTES = 200_000
-MAX_PIXELS = 1_000_000
+pytestmark = [pytest.mark.slow, pytest.mark.shared_serve_app]  # its `server` is conftest's
 
 
 @pytest.fixture(scope="module")
 def face() -> np.ndarray:
     return astronaut_face()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    yield start_app(tmp_path_factory.mktemp("serve-run"), f"serve.max_image_bytes={MAX_IMAGE_BYTES}",
-                    f"serve.max_image_pixels={MAX_PIXELS}", "serve.batch_wait_timeout_s=0.05", "serve.max_frames=24")
-    stop_app()
 
 
 @pytest.fixture(scope="module")

@@ -20,21 +20,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from serve_setup import assert_error, astronaut_face, b64, image_bytes, start_app, stop_app
+from serve_setup import BODY_TIMEOUT_S, MAX_IMAGE_BYTES, assert_error, astronaut_face, b64, image_bytes
 
 from argen_ray.serving.images import encode_image
 
-pytestmark = pytest.mark.slow
-
-MAX_IMAGE_BYTES = 200_000
-BODY_TIMEOUT_S = 2
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    yield start_app(tmp_path_factory.mktemp("serve-bad"), f"serve.max_image_bytes={MAX_IMAGE_BYTES}",
-                    f"serve.body_timeout_s={BODY_TIMEOUT_S}", "serve.batch_wait_timeout_s=0.05", "serve.max_frames=24")
-    stop_app()
+pytestmark = [pytest.mark.slow, pytest.mark.shared_serve_app]  # its `server` is conftest's
 
 
 @pytest.fixture(scope="module")
