@@ -319,13 +319,27 @@ class LandmarkAUEstimator:
             raise AUEstimationError("landmark AU backend needs the frames themselves (got None)")
         frames = check_frames(frames)
         check_frame_indices(frames, frame_indices)
-        measures = np.full((len(frames), len(MEASURES)), np.nan)
+        points = np.full((len(frames), 68, 2), np.nan)
         previous = None
         for i, frame in enumerate(frames):
             found = detect_landmarks(frame, near=previous.box if self.track and previous is not None else None)
             if found is not None:
-                measures[i] = face_measures(found.points)
+                points[i] = found.points
             previous = found
+        return self.read_landmarks(points)
+
+    def read_landmarks(self, points: np.ndarray) -> AUReading:
+        """AU readings of faces whose 68 iBUG landmarks are already known: (F, 68, 2) points in
+        pixels, any scale (another tracker's, e.g. OpenFace's `x_i, y_i`); NaN rows: no face."""
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim == 2:
+            pts = pts[None]
+        if pts.ndim != 3 or pts.shape[1:] != (68, 2):
+            raise AUEstimationError(f"landmarks: expected (F, 68, 2) iBUG points, got shape {pts.shape}")
+        measures = np.full((len(pts), len(MEASURES)), np.nan)
+        for i, face in enumerate(pts):
+            if np.isfinite(face).all():
+                measures[i] = face_measures(face)
         signed = self.calibration.intensities(measures)
         return AUReading(names=list(AU_NAMES), values=np.clip(signed, 0.0, AU_MAX),
                          face_found=~np.isnan(measures[:, 0]), signed=signed)
