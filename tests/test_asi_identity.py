@@ -115,6 +115,33 @@ def test_a_smile_never_lowers_the_expression_level():
     reading = AUReading(names=AU_NAMES, values=np.clip(signed, 0, 5), face_found=[True] * 3, signed=signed)
     levels = expression_levels(reading, [0, 1, 2])
     assert levels[2] > max(levels[0], levels[1]) and min(levels) >= 0.0
+    # the same with the landmark calibration's antagonist flags (AU12, AU15, AU20 share corner height)
+    antagonist = get_au_estimator("landmark").calibration.antagonists
+    assert antagonist[AU_NAMES.index("AU12")] and antagonist[AU_NAMES.index("AU15")]
+    flagged = AUReading(names=AU_NAMES, values=np.clip(signed, 0, 5), face_found=[True] * 3, signed=signed,
+                        antagonist=antagonist)
+    levels = expression_levels(flagged, [0, 1, 2])
+    assert levels[2] > max(levels[0], levels[1]) and min(levels) >= 0.0
+
+
+def test_a_movement_below_the_population_zero_still_counts():
+    # A short-chinned person reads AU26 -3.8 at rest (the calibration's zero is py-feat's average
+    # face); a jaw drop takes it to -1.0. AU26 has no antagonist, so the person's own zero (the
+    # clip's lowest reading) applies and the open jaw is the expressive frame. Clipping at the
+    # population zero first read every frame as 0 (demo surprise and fear clips).
+    from argen_ray.asi.au import AU_NAMES, AUReading
+    from argen_ray.asi.identity import expression_levels
+
+    antagonist = get_au_estimator("landmark").calibration.antagonists
+    assert not antagonist[AU_NAMES.index("AU26")] and not antagonist[AU_NAMES.index("AU25")]
+    signed = np.zeros((4, len(AU_NAMES)))
+    signed[:, AU_NAMES.index("AU26")] = [-3.8, -3.7, -2.0, -1.0]
+    signed[:, AU_NAMES.index("AU25")] = [-0.3, -0.3, -0.3, -0.3]
+    reading = AUReading(names=AU_NAMES, values=np.clip(signed, 0, 5), face_found=[True] * 4, signed=signed,
+                        antagonist=antagonist)
+    levels = expression_levels(reading, [0, 1, 2, 3])
+    assert levels[0] < levels[2] < levels[3]
+    assert int(np.argmin(levels)) in (0, 1)
 
 
 def test_ckplus_identities_come_from_sequence_onsets(tmp_path):

@@ -57,6 +57,11 @@ class AUReading:
     # that the AU is active, 0-1; py-feat's XGB model). A presence probability is not an intensity:
     # it is kept on its own 0-1 scale, never stretched to 0-5.
     kind: str = "intensity"
+    # Per AU, where `signed` is given: True when another AU reads one of its measures with the
+    # opposite sign (AU12/AU15 on lip-corner height, AU01/AU04 on inner-brow height). The
+    # calibration's zero point separates such a pair, so a reading below it belongs to the
+    # antagonist; an AU without one owns all of its measure's movement.
+    antagonist: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64).reshape(-1, len(self.names))
@@ -66,6 +71,11 @@ class AUReading:
                                     f"{self.face_found.shape[0]} face flags")
         if self.signed is not None:
             self.signed = np.asarray(self.signed, dtype=np.float64).reshape(self.values.shape)
+        if self.antagonist is not None:
+            self.antagonist = np.asarray(self.antagonist, dtype=bool).reshape(-1)
+            if self.antagonist.shape[0] != len(self.names):
+                raise AUEstimationError(f"AUReading: {self.antagonist.shape[0]} antagonist flags for "
+                                        f"{len(self.names)} AUs")
         if self.kind not in ("intensity", "presence"):
             raise AUEstimationError(f"AUReading kind must be 'intensity' or 'presence', got {self.kind!r}")
 
@@ -211,15 +221,29 @@ MEASURES: list[str] = ["inner_brow_height", "outer_brow_height", "brow_gap", "ey
 
 
 NEUTRAL_NOSE_TIP = 0.5854  # eye line -> nose tip (point 30) of py-feat's neutral face, inter-ocular units
+# How a jaw drop alone moves the lip corners, per unit of inner-lip gap (lower minus upper lip):
+# they sink JAW_CORNER_SHARE of it below the upper inner lip and the mouth narrows by
+# JAW_NARROWING. Measured: py-feat's AU->mesh model (feat/resources/au_to_mesh_pls_v4.npz, a
+# linear fit on real faces), its AU26 row: corners 0.27 of the gap, narrowing 0.21; the demo
+# renderer's AU26 (+AU25): 0.32-0.37 and 0.22. The share is set to 0.4, above both: on
+# py-feat's detector output for two real clips (feat/tests/data/001.csv, 002.csv) AU12 agrees
+# less as the share falls (Pearson 0.44/0.55 at the midline 0.5, 0.35/0.42 at 0.4, 0.26/0.24
+# at 0.3), and a real open-mouthed laugh (WolfgangLanger frame 300 vs 240) reads as much lip
+# stretch as smile at 0.35 and more below (AU12 / AU20: 1.9 / 0.9 at 0.4). docs/asi.md has the numbers.
+JAW_CORNER_SHARE = 0.4
+JAW_NARROWING = 0.2
 
 
 def face_measures(points: np.ndarray) -> np.ndarray:
     """The `MEASURES` of one face from its (68, 2) iBUG landmarks.
 
-    Lip-corner height is taken against the midline between the inner lips (`corner_lift`), not
-    against the nose: when the jaw drops the corners travel down with the lower lip, and a
-    nose-referenced corner height read an open-mouthed laugh as lip-corner depression (AU15)
-    and lip stretching (AU20). The jaw has its own measures (`lip_gap`, `jaw_drop`).
+    The lip corners move with the jaw: when it drops they travel down part of the way with the
+    lower lip and in towards each other. `corner_lift` is the corners' height above where a jaw
+    drop alone leaves them (`JAW_CORNER_SHARE` of the lip gap below the upper inner lip), and
+    `mouth_width` adds back the narrowing a jaw drop alone causes (`JAW_NARROWING` per unit of
+    lip gap). So an open jaw reads neither as lip-corner depression (AU15) nor as a lip stretch
+    lost (AU20): those read the corners' own movement. The jaw has its own measures (`lip_gap`,
+    `jaw_drop`).
     """
     p = np.asarray(points, dtype=np.float64).reshape(68, 2)
     right_eye, left_eye = p[36:42].mean(0), p[42:48].mean(0)  # subject's right is image left
@@ -238,6 +262,7 @@ def face_measures(points: np.ndarray) -> np.ndarray:
         raise AUEstimationError("landmarks: nose tip not below the eyes; not an upright face")
     y = y * (NEUTRAL_NOSE_TIP / y[30])
     ys = lambda *i: float(np.mean(y[list(i)]))  # noqa: E731 - mean height of some points
+    gap = max(0.0, ys(65, 66, 67) - ys(61, 62, 63))  # inner lips apart (0 when pressed together)
     return np.array([
         -ys(19, 20, 21, 22, 23, 24),                                   # inner_brow_height
         -ys(17, 18, 25, 26),                                           # outer_brow_height
@@ -246,9 +271,9 @@ def face_measures(points: np.ndarray) -> np.ndarray:
         ys(40, 41, 46, 47) - ys(36, 39, 42, 45),                       # lower_lid_drop
         y[33] - y[27],                                                 # nose_length
         y[51] - y[33],                                                 # nose_to_upper_lip
-        (y[62] + y[66]) / 2 - ys(48, 54),                              # corner_lift (up > 0)
-        x[54] - x[48],                                                 # mouth_width
-        max(0.0, ys(65, 66, 67) - ys(61, 62, 63)),                     # lip_gap
+        ys(61, 62, 63) + JAW_CORNER_SHARE * gap - ys(48, 54),          # corner_lift (up > 0)
+        x[54] - x[48] + JAW_NARROWING * gap,                           # mouth_width
+        gap,                                                           # lip_gap
         (ys(61, 62, 63) - ys(50, 51, 52)) + (ys(56, 57, 58) - ys(65, 66, 67)),  # lip_thickness
         y[8] - y[57],                                                  # chin_to_lower_lip
         y[8] - y[33],                                                  # jaw_drop
@@ -294,6 +319,12 @@ class LandmarkCalibration:
         """(F, len(MEASURES)) measures -> (F, len(AU_NAMES)) signed intensities."""
         return (np.asarray(measures) - self.neutral[None, :]) @ self.gains.T
 
+    @property
+    def antagonists(self) -> np.ndarray:
+        """Per AU: does another AU read one of its measures with the opposite sign?"""
+        g = self.gains
+        return np.array([bool(np.any((g[i] != 0) & np.any(g * g[i] < 0, axis=0))) for i in range(len(g))])
+
 
 class LandmarkAUEstimator:
     """Offline AU intensities from dlib's 68 landmarks and calibrated geometric measures.
@@ -319,21 +350,36 @@ class LandmarkAUEstimator:
             raise AUEstimationError("landmark AU backend needs the frames themselves (got None)")
         frames = check_frames(frames)
         check_frame_indices(frames, frame_indices)
-        measures = np.full((len(frames), len(MEASURES)), np.nan)
+        points = np.full((len(frames), 68, 2), np.nan)
         previous = None
         for i, frame in enumerate(frames):
             found = detect_landmarks(frame, near=previous.box if self.track and previous is not None else None)
             if found is not None:
-                measures[i] = face_measures(found.points)
+                points[i] = found.points
             previous = found
+        return self.read_landmarks(points)
+
+    def read_landmarks(self, points: np.ndarray) -> AUReading:
+        """AU readings of faces whose 68 iBUG landmarks are already known: (F, 68, 2) points in
+        pixels, any scale (another tracker's, e.g. OpenFace's `x_i, y_i`); NaN rows: no face."""
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim == 2:
+            pts = pts[None]
+        if pts.ndim != 3 or pts.shape[1:] != (68, 2):
+            raise AUEstimationError(f"landmarks: expected (F, 68, 2) iBUG points, got shape {pts.shape}")
+        measures = np.full((len(pts), len(MEASURES)), np.nan)
+        for i, face in enumerate(pts):
+            if np.isfinite(face).all():
+                measures[i] = face_measures(face)
         signed = self.calibration.intensities(measures)
         return AUReading(names=list(AU_NAMES), values=np.clip(signed, 0.0, AU_MAX),
-                         face_found=~np.isnan(measures[:, 0]), signed=signed)
+                         face_found=~np.isnan(measures[:, 0]), signed=signed,
+                         antagonist=self.calibration.antagonists)
 
 
 # --------------------------------------------------------------------------- py-feat
 # py-feat's AU columns that OpenFace names differently: AU43 (eyes closed) stands for AU45.
-_PYFEAT_COLUMN = {"AU45": "AU43"}
+PYFEAT_COLUMN = {"AU45": "AU43"}
 
 
 class PyFeatAUEstimator:
@@ -382,7 +428,7 @@ class PyFeatAUEstimator:
                 continue
             found[int(frame_id)] = True
             for j, name in enumerate(AU_NAMES):
-                col = _PYFEAT_COLUMN.get(name, name)
+                col = PYFEAT_COLUMN.get(name, name)
                 if col in rows.columns:
                     values[int(frame_id), j] = float(best[col])
         return AUReading(names=list(AU_NAMES), values=values, face_found=found, kind="presence")

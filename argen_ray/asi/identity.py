@@ -3,11 +3,13 @@
 A frame is kept when its Laplacian variance >= tau_blur, its mean gray brightness lies in
 [b_lo, b_hi], its gray std (contrast) >= c_min, min(H, W) >= s_min and a face is detected.
 Among kept frames the one with the lowest mean AU intensity `(1/N) sum_i I_i` is chosen, where each
-AU's intensity is its clipped (0-5) reading taken relative to the clip's own least-expressive
-state for that AU (its lowest reading over the clip's frames). Landmark readings are only
-trustworthy within one person and carry a per-person offset: the relative reading removes it, and
-clipping keeps antagonist AUs that share a measure (AU12/AU15 on the lip corners, AU01/AU04 on the
-brows) from cancelling, so a smile can never lower a frame's score. Readings are first smoothed by a
+AU's intensity is its reading taken relative to the clip's own least-expressive state for that AU
+(its lowest reading over the clip's frames), clipped to 0-5. Landmark readings are only
+trustworthy within one person and carry a per-person offset: the relative reading removes it.
+AUs that share a measure with an antagonist (AU12/AU15 on the lip corners, AU01/AU04 on the
+brows) are clipped at the calibration's zero before that, so antagonists do not cancel and a smile
+can never lower a frame's score; AUs without one keep their signed reading, so a movement that
+stays below the population zero still counts. Readings are first smoothed by a
 running median over each read frame and its neighbours (landmark jitter is frame to frame;
 expressions change smoothly). Means are compared only within
 a clip or across clips of one subject. Datasets without a neutral class (CK+) give identities
@@ -97,9 +99,20 @@ def frame_rejections(frames: np.ndarray, cfg: IdentityConfig) -> list[list[str]]
 
 
 def expression_levels(reading: AUReading, rows: list[int]) -> np.ndarray:
-    """Per frame, the mean over AUs of its clipped reading above the clip's least-expressive
-    state for that AU (the AU's lowest reading over `rows`); NaN where no face was read."""
-    values = np.clip(reading.values, 0.0, reading.scale_max)
+    """Per frame, the mean over AUs of its reading above the clip's least-expressive state for
+    that AU (the AU's lowest reading over `rows`), clipped to the scale; NaN where no face was read.
+
+    An AU that shares a measure with an antagonist (`AUReading.antagonist`) is clipped at the
+    calibration's zero first: below it the movement is the antagonist's, and a smile must not
+    count as "less AU15". An AU without one is read from its signed reading: the person's own
+    zero is the clip's lowest reading, and a population zero would hide a real movement that
+    stays below it (a short chin reads AU26 < 0 throughout a jaw drop).
+    """
+    own_zero = np.zeros(len(reading.names), dtype=bool)
+    if reading.signed is not None and reading.antagonist is not None:
+        own_zero = ~reading.antagonist
+    base = reading.signed if reading.signed is not None else reading.values
+    values = np.where(own_zero[None, :], base, np.clip(base, 0.0, reading.scale_max))
     if len(rows) >= 3:  # landmark jitter: a running median over each frame and its read neighbours
         ordered = values[rows]
         padded = np.concatenate([ordered[:1], ordered, ordered[-1:]])
@@ -108,7 +121,7 @@ def expression_levels(reading: AUReading, rows: list[int]) -> np.ndarray:
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns/rows: frames without a face
         rest = np.nanmin(values[rows], axis=0) if rows else np.full(values.shape[1], np.nan)
-        return np.nanmean(np.maximum(values - np.nan_to_num(rest)[None, :], 0.0), axis=1)
+        return np.nanmean(np.clip(values - np.nan_to_num(rest)[None, :], 0.0, reading.scale_max), axis=1)
 
 
 def choose_identity_frame(record: ClipRecord, estimator: AUEstimator, cfg: IdentityConfig,
