@@ -137,3 +137,20 @@ def test_a_crashing_actor_is_backed_off_then_named_when_the_pool_gives_up(ray_se
             pool.score_many(_videos(1), steps=[5])
     finally:
         pool.shutdown()
+
+
+def test_actors_run_in_the_runtime_env_the_config_names(ray_session, tmp_path):
+    """reward.scorer_runtime_env (e.g. py-feat's pins) reaches the actors; a missing file is named."""
+    env_file = tmp_path / "scorer-env.yaml"
+    env_file.write_text("env_vars:\n  ARGEN_SCORER_ENV: from-the-yaml\n")
+    cfg = _cfg(tmp_path, f"reward.scorer_runtime_env={env_file}", "reward.num_scorers=1",
+               "ray.namespace=argen-test-scorer-env")
+    pool = ScorerPool.from_config(cfg)
+    try:
+        seen = ray.get(pool.actors[0].__ray_call__.remote(lambda self: os.environ.get("ARGEN_SCORER_ENV")))
+        assert seen == "from-the-yaml"
+    finally:
+        pool.shutdown()
+    missing = _cfg(tmp_path, f"reward.scorer_runtime_env={tmp_path / 'nope.yaml'}", "ray.namespace=argen-test-scorer-env2")
+    with pytest.raises(ScorerPoolError, match="reward.scorer_runtime_env: Ray runtime_env file .*nope.yaml does not exist"):
+        ScorerPool.from_config(missing)

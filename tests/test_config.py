@@ -78,3 +78,12 @@ def test_resolved_config_round_trips(tmp_path):
     assert path == tmp_path / "config.resolved.yaml"
     again = load_config(path)
     assert again == cfg
+
+
+def test_presence_au_backend_refuses_intensity_scales():
+    """py-feat reads AU presence probabilities (0-1): R_e/R_c scales set for OpenFace's 0-5
+    intensities are refused with the fix, and presence-sized scales load."""
+    with pytest.raises(ConfigError, match="presence probabilities.*rc_au_scale to 1"):
+        load_config(None, ["reward.au_backend=py-feat"])
+    cfg = load_config(None, ["reward.au_backend=py-feat", "reward.rc_au_scale=1", "reward.au_max=3"])
+    assert cfg.reward.au_max == 3

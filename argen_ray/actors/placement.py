@@ -113,3 +113,11 @@ def trial_resources(cfg):
     # Ray rejects all-zero bundles; the trial's own work is the driver's small share.
     return PlacementGroupFactory([{"CPU": 0.01}] + bundles(cfg, "generator") + [dict(scorer)] * cfg.reward.num_scorers
                                  + [dict(env_runner)] * t.num_env_runners + [dict(learner)] * t.num_learners)
+
+
+def runtime_env_file(path, field: str, error: type[ArgenError]) -> dict | None:
+    """An actor's Ray runtime_env from the YAML file named by config `field` (None: the driver's env).
+    Heavy backends (vLLM, py-feat) pin packages that cannot share the driver's environment."""
+    from argen_ray.io import read_yaml_mapping
+
+    return None if path is None else read_yaml_mapping(path, f"{field}: Ray runtime_env file", error)

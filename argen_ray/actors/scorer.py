@@ -26,6 +26,7 @@ import numpy as np
 from argen_ray.ard.rewards import RewardScorer, check_batch, check_video
 from argen_ray.config import Config
 from argen_ray.config.reward import RewardConfig
+from argen_ray.actors.placement import runtime_env_file
 from argen_ray.errors import ArgenError, root_message
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class ScorerPool:
         actors = [remote.options(name=scorer_actor_name(i), namespace=cfg.ray.namespace, get_if_exists=True,
                                  num_cpus=cfg.reward.scorer_num_cpus, max_restarts=-1, max_task_retries=0,
                                  resources=cfg.ray.node_group_resources("cpu") or None,
+                                 runtime_env=runtime_env_file(cfg.reward.scorer_runtime_env,
+                                                              "reward.scorer_runtime_env", ScorerPoolError),
                                  ).remote(cfg.reward, max_steps)
                   for i in range(cfg.reward.num_scorers)]
         try:

@@ -12,6 +12,7 @@ import os
 from argen_ray.asi.vlm import VLMRequest, build_vlm
 from argen_ray.config import Config
 from argen_ray.config.asi import VLMConfig
+from argen_ray.actors.placement import runtime_env_file
 from argen_ray.errors import ArgenError, root_message
 
 VLM_ACTOR_NAME = "argen-vlm"
@@ -38,16 +39,6 @@ class VLMActor:
         return {"pid": os.getpid(), "backend": self.cfg.backend, "model": self.cfg.model, "served": self.served}
 
 
-def vlm_runtime_env(cfg: Config) -> dict | None:
-    """The actor's runtime_env from the YAML file `asi.vlm.runtime_env` (None: the driver's env)."""
-    from argen_ray.io import read_yaml_mapping
-
-    path = cfg.asi.vlm.runtime_env
-    if path is None:
-        return None
-    return read_yaml_mapping(path, "asi.vlm.runtime_env: Ray runtime_env file", VLMActorError)
-
-
 def start_vlm_actor(cfg: Config):
     """Get-or-create the named VLMActor and wait until its model is loaded."""
     import ray
@@ -55,7 +46,7 @@ def start_vlm_actor(cfg: Config):
     vlm = cfg.asi.vlm
     actor = ray.remote(VLMActor).options(
         name=VLM_ACTOR_NAME, namespace=cfg.ray.namespace, get_if_exists=True, num_gpus=vlm.num_gpus,
-        num_cpus=1, resources=cfg.ray.node_group_resources("gpu") or None, runtime_env=vlm_runtime_env(cfg),
+        num_cpus=1, resources=cfg.ray.node_group_resources("gpu") or None, runtime_env=runtime_env_file(vlm.runtime_env, "asi.vlm.runtime_env", VLMActorError),
         max_restarts=1,
     ).remote(vlm.model_dump(mode="json"), cfg.seed)
     try:

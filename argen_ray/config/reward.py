@@ -1,9 +1,17 @@
 """Reward section: weights, constants, group rule, scorer pool (DESIGN 2.3)."""
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 from pydantic import Field, model_validator
 
 from argen_ray.config.base import Section
+
+# AU backends whose readings are presence probabilities (0-1 per AU; argen_ray.asi.au), and the
+# largest distance between two such readings over OpenFace's 17 AUs.
+PRESENCE_AU_BACKENDS = ("py-feat",)
+MAX_PRESENCE_DISTANCE = math.sqrt(17)
 
 
 class RewardConfig(Section):
@@ -51,6 +59,9 @@ class RewardConfig(Section):
     num_scorers: int = Field(2, ge=1)
     scorer_num_cpus: float = Field(1.0, gt=0)
     scorer_max_rescores: int = Field(3, ge=0)
+    # Ray runtime_env YAML of the ScorerActors (e.g. cluster/runtime_envs/pyfeat.yaml for
+    # au_backend py-feat, whose CUDA torchvision cannot share the driver's env). None: the driver's.
+    scorer_runtime_env: Path | None = None
     extra: dict = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -59,4 +70,10 @@ class RewardConfig(Section):
             raise ValueError(f"top_k ({self.top_k}) must not exceed group_size ({self.group_size})")
         if self.ssim_window % 2 == 0:
             raise ValueError(f"ssim_window must be odd, got {self.ssim_window}")
+        if self.au_backend in PRESENCE_AU_BACKENDS and (self.rc_au_scale > 1 or self.au_max > MAX_PRESENCE_DISTANCE):
+            # py-feat reads presence probabilities (0-1), not OpenFace's 0-5 intensities: scales
+            # set for intensities would make R_e and R_c blind to any expression.
+            raise ValueError(f"au_backend {self.au_backend!r} reads AU presence probabilities (0-1): set "
+                             f"rc_au_scale to 1 (got {self.rc_au_scale:g}) and au_max to at most "
+                             f"{MAX_PRESENCE_DISTANCE:.2f} = sqrt(17 AUs) (got {self.au_max:g}), e.g. au_max: 3")
         return self
