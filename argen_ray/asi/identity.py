@@ -98,6 +98,55 @@ def frame_rejections(frames: np.ndarray, cfg: IdentityConfig) -> list[list[str]]
     return out
 
 
+def running_median3(values: np.ndarray, rows: list[int]) -> np.ndarray:
+    """`values` with each of `rows` replaced by the median of itself and its read neighbours
+    (the edge rows repeat themselves): landmark jitter is frame to frame, expressions change
+    smoothly."""
+    if len(rows) < 3:
+        return values
+    ordered = values[rows]
+    padded = np.concatenate([ordered[:1], ordered, ordered[-1:]])
+    values = values.copy()
+    values[rows] = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    return values
+
+
+# The calm end of a clip's main axis of change: frames within this share of the axis' range from
+# its calm extreme (chosen on demo seeds 0 and 1; docs/asi.md has the held-out seeds).
+NEUTRAL_END_SHARE = 0.2
+
+
+def neutral_end(reading: AUReading, rows: list[int], levels: np.ndarray,
+                share: float = NEUTRAL_END_SHARE) -> list[int]:
+    """The frames of `rows` at the calm end of the clip's main axis of change.
+
+    An expression moves many readings together along one path (rest -> apex and back), while a
+    landmark detector's errors move one or two readings in single frames or drift them in
+    either direction. The first principal axis of the clip's signed, median-smoothed readings
+    is that path, and its two ends are the rest state and the apex; the end whose frames have
+    the lower mean `levels` (eq. 6 on relative readings, averaged over the end's frames rather
+    than trusted frame by frame) is the rest. Frame by frame, a reading that falls as the
+    expression rises (AU01/AU02 as the brows lower in anger, dlib's nose points drifting with
+    raised brows) or a still-clipped antagonist (AU04 below the calibration's zero at the start
+    of a frown) scores a frame on the way to the apex below the resting frames; along the axis
+    that frame lies between the ends. Returns `rows` unchanged for fewer than 4 frames or a
+    clip with no movement.
+    """
+    if len(rows) < 4:
+        return list(rows)
+    base = reading.signed if reading.signed is not None else reading.values
+    x = np.nan_to_num(running_median3(base, rows)[rows])
+    x = x - x.mean(axis=0)
+    if not np.any(x):
+        return list(rows)
+    axis = np.linalg.svd(x, full_matrices=False)[2][0]
+    position = x @ axis
+    reach = share * (position.max() - position.min())
+    low = [r for r, p in zip(rows, position) if p <= position.min() + reach]
+    high = [r for r, p in zip(rows, position) if p >= position.max() - reach]
+    return low if np.nanmean(levels[low]) <= np.nanmean(levels[high]) else high
+
+
 def expression_levels(reading: AUReading, rows: list[int]) -> np.ndarray:
     """Per frame, the mean over AUs of its reading above the clip's least-expressive state for
     that AU (the AU's lowest reading over `rows`), clipped to the scale; NaN where no face was read.
@@ -112,12 +161,7 @@ def expression_levels(reading: AUReading, rows: list[int]) -> np.ndarray:
     if reading.signed is not None and reading.antagonist is not None:
         own_zero = ~reading.antagonist
     base = reading.signed if reading.signed is not None else reading.values
-    values = np.where(own_zero[None, :], base, np.clip(base, 0.0, reading.scale_max))
-    if len(rows) >= 3:  # landmark jitter: a running median over each frame and its read neighbours
-        ordered = values[rows]
-        padded = np.concatenate([ordered[:1], ordered, ordered[-1:]])
-        values = values.copy()
-        values[rows] = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    values = running_median3(np.where(own_zero[None, :], base, np.clip(base, 0.0, reading.scale_max)), rows)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns/rows: frames without a face
         rest = np.nanmin(values[rows], axis=0) if rows else np.full(values.shape[1], np.nan)
@@ -156,7 +200,7 @@ def choose_identity_frame(record: ClipRecord, estimator: AUEstimator, cfg: Ident
         rejections.append(Rejection(record.clip_id, None, ["no usable frame has an AU reading"]))
         return None, rejections
     mean_au = expression_levels(reading, scored)
-    best = min(scored, key=lambda i: mean_au[i])
+    best = min(neutral_end(reading, scored, mean_au), key=lambda i: mean_au[i])
     chosen = IdentityFrame(
         identity_id=record.subject or record.clip_id, clip_id=record.clip_id, subject=record.subject,
         frame_index=int(indices[best]), image=frames[best], mean_au=float(mean_au[best]),
