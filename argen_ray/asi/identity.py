@@ -200,7 +200,10 @@ def choose_identity_frame(record: ClipRecord, estimator: AUEstimator, cfg: Ident
         rejections.append(Rejection(record.clip_id, None, ["no usable frame has an AU reading"]))
         return None, rejections
     mean_au = expression_levels(reading, scored)
-    best = min(neutral_end(reading, scored, mean_au), key=lambda i: mean_au[i])
+    # A frame above the clip's median level is no resting frame wherever it lies on the axis: in a
+    # clip that barely moves (a neutral clip) the axis is noise and its ends hold the largest errors.
+    calm = [i for i in neutral_end(reading, scored, mean_au) if mean_au[i] <= np.median(mean_au[scored])]
+    best = min(calm or scored, key=lambda i: mean_au[i])
     chosen = IdentityFrame(
         identity_id=record.subject or record.clip_id, clip_id=record.clip_id, subject=record.subject,
         frame_index=int(indices[best]), image=frames[best], mean_au=float(mean_au[best]),
