@@ -169,3 +169,46 @@ def test_undecodable_frames_are_skipped_and_reported(demo, tmp_path):
     chosen, rejections = choose_identity_frame(record, get_au_estimator("openface-csv"), IdentityConfig())
     assert chosen is not None and chosen.frame_index != 2
     assert [r.frame_index for r in rejections if "undecodable frame" in r.reasons[0]] == [2]
+
+
+def test_a_frame_on_the_way_to_a_frown_is_not_chosen_as_rest():
+    # Anger with landmark readings: the brows lower, so AU01/AU02 fall from the person's resting
+    # offset while AU04 rises from below the calibration's zero (clipped there, so its start is
+    # hidden). Frame by frame, a frame on the way (brows half down, AU04 still below zero) scores
+    # below the resting frames; along the clip's main axis of change it lies between rest and apex.
+    from argen_ray.asi.au import AU_NAMES, AUReading
+    from argen_ray.asi.identity import expression_levels, neutral_end
+
+    rng = np.random.default_rng(0)
+    path = np.array([0.0] * 4 + [0.35, 0.45] + [1.0] * 6)      # rest, on the way, apex
+    signed = rng.normal(0.0, 0.05, (len(path), len(AU_NAMES)))
+    for au, rest, apex in (("AU01", 1.5, -1.0), ("AU02", 1.3, 0.0), ("AU04", -0.9, 2.7),
+                           ("AU07", 0.0, 0.9), ("AU45", 0.0, 0.6), ("AU05", -0.1, -1.2)):
+        signed[:, AU_NAMES.index(au)] += rest + path * (apex - rest)
+    antagonist = get_au_estimator("landmark").calibration.antagonists
+    reading = AUReading(names=AU_NAMES, values=np.clip(signed, 0, 5), face_found=[True] * len(path),
+                        signed=signed, antagonist=antagonist)
+    rows = list(range(len(path)))
+    levels = expression_levels(reading, rows)
+    assert int(np.argmin(levels)) in (4, 5)                    # frame by frame: the half-frown wins
+    calm = neutral_end(reading, rows, levels)
+    assert calm and set(calm) <= {0, 1, 2, 3}, calm
+    # the apex plateau is the other end: flipping the path keeps the rest end
+    flipped = AUReading(names=AU_NAMES, values=np.clip(signed[::-1], 0, 5), face_found=[True] * len(path),
+                        signed=signed[::-1].copy(), antagonist=antagonist)
+    assert set(neutral_end(flipped, rows, expression_levels(flipped, rows))) <= {8, 9, 10, 11}
+
+
+def test_expressive_demo_clips_yield_frames_before_the_expression(demo):
+    # The seed-0 demo clips the per-frame rule chose at 0.26-0.99 of the true expression level
+    # with dlib's landmarks (sad 00017/00022, angry 00018, surprise 00021): the chosen frame must
+    # lie below 0.2 of the clip's true level (the demo's ground-truth AU rows, min -> max).
+    from argen_ray.asi.au import OpenFaceCSVEstimator
+
+    clips = {r.clip_id: r for r in demo.records}
+    for clip_id in ("00017", "00018", "00021", "00022"):
+        record = clips[clip_id]
+        chosen, _ = choose_identity_frame(record, get_au_estimator("landmark"), IdentityConfig())
+        level = np.nanmean(OpenFaceCSVEstimator().estimate(None, record=record).values, axis=1)
+        fraction = (level[chosen.frame_index] - level.min()) / (level.max() - level.min())
+        assert fraction < 0.2, (clip_id, record.emotion, chosen.frame_index, round(float(fraction), 2))
