@@ -11,7 +11,11 @@ brows) are clipped at the calibration's zero before that, so antagonists do not 
 can never lower a frame's score; AUs without one keep their signed reading, so a movement that
 stays below the population zero still counts. Readings are first smoothed by a
 running median over each read frame and its neighbours (landmark jitter is frame to frame;
-expressions change smoothly). Means are compared only within
+expressions change smoothly). The frame is chosen only among the frames at the calm end of the
+clip's main axis of change (`neutral_end`: the first principal axis of the signed readings, the
+end with the lower mean level) that lie at or below the clip's median level, so a frame whose
+readings are wrong in one or two AUs, or half-way into a frown, does not win frame by frame.
+Means are compared only within
 a clip or across clips of one subject. Datasets without a neutral class (CK+) give identities
 from sequence onsets: `ClipRecord.neutral_onset` limits the search to a clip's first frames.
 Every rejected frame and clip is recorded with its reasons.
