@@ -223,6 +223,13 @@ def expression_validity(relative: np.ndarray, names: Sequence[str], target_aus: 
                  "rc_targets_unread": sorted(a for a in target_aus if a not in index)}
 
 
+def efficiency_reward(steps: int, max_steps: int) -> float:
+    """R_t = 1 - T_a / T_max."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= max_steps:
+        raise RewardInputError(f"steps must be an integer in [1, {max_steps}] (T_max), got {steps!r}")
+    return 1.0 - int(steps) / max_steps
+
+
 def _floats(values: np.ndarray) -> list:
     """Per-frame values as JSON-ready floats (None where undefined, e.g. no face for AUs)."""
     return [None if not math.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
@@ -263,9 +270,7 @@ class RewardScorer:
     # -- components ---------------------------------------------------------------------------
     def efficiency(self, steps: int) -> float:
         """R_t = 1 - T_a / T_max."""
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= self.max_steps:
-            raise RewardInputError(f"steps must be an integer in [1, {self.max_steps}] (T_max), got {steps!r}")
-        return 1.0 - int(steps) / self.max_steps
+        return efficiency_reward(steps, self.max_steps)
 
     def quality(self, gray: np.ndarray) -> tuple[dict, dict]:
         """R_q and its two parts, plus per-frame quality and SSIM."""
