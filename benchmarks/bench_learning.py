@@ -34,7 +34,7 @@ from argen_ray.ard.env import GroupVectorEnv
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_table(cfg, num_seeds: int) -> Path:
+def build_table(cfg, num_seeds: int, max_states: int | None = None) -> Path:
     import itertools
 
     from tqdm import tqdm
@@ -48,6 +48,8 @@ def build_table(cfg, num_seeds: int) -> Path:
     evaluator = CandidateEvaluator(cfg)
     states = load_states(cfg, build_state_encoder(cfg, evaluator.generators))
     train, _ = states.split(cfg.train.eval_states, cfg.seed)  # the split of `argen-ray train`
+    if max_states and max_states < len(train):  # a seeded subset of the training states
+        train = train.subset(sorted(np.random.default_rng(cfg.seed + 1).permutation(len(train))[:max_states]))
     every = np.array(list(itertools.product(*(range(int(n)) for n in evaluator.action_space.nvec))), np.int64)
     scores = np.zeros((len(train), num_seeds, len(every)))
     t0 = time.perf_counter()
@@ -140,6 +142,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="table: one number, the generation seeds per state; learn: the training seeds")
     parser.add_argument("--validation", type=int, default=16, help="learn: validation states taken from the table")
+    parser.add_argument("--max-states", type=int, default=None, help="table: a seeded subset of the training states")
     args = parser.parse_args()
 
     import ray
@@ -148,7 +151,7 @@ def main() -> None:
 
     cfg = load_config(args.config, args.overrides)
     if args.what == "table":
-        build_table(cfg, args.seeds[0])
+        build_table(cfg, args.seeds[0], args.max_states)
         return
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     runs = [learn(cfg, args.table, s, args.validation) for s in args.seeds]
