@@ -23,7 +23,7 @@ pytest.importorskip("argen_ray.actors.generator", reason="the generator actor po
 
 SHAPES = [1.0, 3.0]
 NUM_FRAMES = 16
-ITERATIONS = 6
+ITERATIONS = 4
 
 
 def mean_intensity(probs_alpha: np.ndarray, probs_beta: np.ndarray, w_min: float, w_max: float) -> float:
