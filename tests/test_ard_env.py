@@ -90,9 +90,16 @@ def test_identical_clips_are_scored_once_and_each_copy_keeps_its_own_r_t(world):
 
     cfg, states = world
 
-    class CountingPool:
+    class Spy:
+        """Passes calls through, recording the clips generated and the videos sent to scoring."""
+
         def __init__(self, pool):
-            self.pool, self.videos = pool, 0
+            self.pool, self.clips, self.videos = pool, [], 0
+
+        def generate(self, requests):
+            results = self.pool.generate(requests)
+            self.clips.extend(r.frames.tobytes() for r in results)
+            return results
 
         def score_many(self, videos, *args, **kwargs):
             self.videos += len(videos)
@@ -102,11 +109,13 @@ def test_identical_clips_are_scored_once_and_each_copy_keeps_its_own_r_t(world):
             return getattr(self.pool, name)
 
     evaluator = CandidateEvaluator(cfg)
-    pool = evaluator._scorers = CountingPool(evaluator.scorers)
-    actions = np.array([[1, 0, 0], [2, 0, 0], [1, 0, 0], [0, 0, 0]])  # T = 10, 15, 10 (one clip), 5
-    rows = evaluator.evaluate(states, [0] * 4, actions, seed=5)
-    assert pool.videos <= 2  # the three T >= 10 candidates are one clip (T = 5 may be one more)
-    alone = [evaluator.evaluate(states, [0], actions[n:n + 1], seed=5)[0] for n in range(4)]
+    generators, scorers = Spy(evaluator.generators), Spy(evaluator.scorers)
+    evaluator._generators, evaluator._scorers = generators, scorers
+    actions = np.array([[1, 0, 0], [2, 0, 0], [1, 0, 0], [0, 0, 0], [0, 3, 3]])  # T = 10, 15, 10: one clip
+    rows = evaluator.evaluate(states, [0] * 5, actions, seed=5)
+    assert len(set(generators.clips[:3])) == 1
+    assert scorers.videos == len(set(generators.clips)) <= 3
+    alone = [evaluator.evaluate(states, [0], actions[n:n + 1], seed=5)[0] for n in range(5)]
     for row, single in zip(rows, alone):
         for name in ("score", "r_t", "r_q", "r_f", "r_c"):
             assert row[name] == pytest.approx(single[name], abs=1e-12), name

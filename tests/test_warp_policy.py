@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train_setup import ROOT, fast_overrides, fresh_run
+from train_setup import ROOT, fast_overrides, fresh_run, train_in_process
 
 pytest.importorskip("argen_ray.actors.generator", reason="the generator actor pool (argen_ray/actors/generator.py) "
                                                          "is not in this checkout yet")
@@ -41,8 +41,6 @@ def mean_intensity(probs_alpha: np.ndarray, probs_beta: np.ndarray, w_min: float
 
 
 def train(tmp_path_factory, run_dir: Path, w_e: float) -> float:
-    from argen_ray.ard.policy import load_policy
-    from argen_ray.ard.training import PolicyTrainer
     from argen_ray.config import load_config
 
     run_dir = fresh_run(tmp_path_factory, run_dir)
@@ -53,13 +51,7 @@ def train(tmp_path_factory, run_dir: Path, w_e: float) -> float:
         reward__w_c=0, train__candidate_frames=NUM_FRAMES,
         generator__num_frames=NUM_FRAMES, generator__action_space__steps="[5]",
         generator__action_space__alpha=str(SHAPES), generator__action_space__beta=str(SHAPES)))
-    trainer = PolicyTrainer(cfg)  # in this process: both trainings share one Ray start
-    try:
-        summary = trainer.run(evaluate=False)
-        states = trainer.train_states
-    finally:
-        trainer.close()
-    policy = load_policy(summary.policy_path)
+    _, policy, states = train_in_process(cfg, evaluate=False)  # both trainings share one Ray start
     _, (_, probs_alpha, probs_beta) = policy.act(states.text_emb, states.image_emb)
     return mean_intensity(probs_alpha, probs_beta, 6.0, 12.0)
 
