@@ -2,8 +2,10 @@
 learned policy prefers gentler intensity curves (a lower mean schedule) than without R_e.
 
 Real everything: demo-dataset prompts, the warp generator behind the generator actors, the
-reward scorer pool (Haar, SSIM, landmark AUs), RLlib group REINFORCE through `PolicyTrainer` (what `argen-ray train` runs).
-Kept short: one steps value, alpha and beta in {1, 3} (flat, ramp up, relax, bell), 4 iterations (measured: strong R_e 0.356, weak 0.973, untrained 0.781).
+reward scorer pool (Haar, SSIM, landmark AUs), RLlib group REINFORCE through `PolicyTrainer`
+(what `argen-ray train` runs). Kept short: one steps value, alpha and beta in {1, 3} (flat, ramp
+up, relax, bell), 4 iterations (measured: mean intensity strong R_e 0.356, weak 0.973, untrained
+0.781).
 Measured (in-process, 10 iterations): without R_e the policy settles on the flat curve (mean
 intensity 1.0: R_q's sharpness and contrast rise with the opened mouth), with w_e = 1 on the
 relaxing curve (0.36); both within about 5 iterations. 16-frame clips: with 6 frames R_q barely
