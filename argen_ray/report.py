@@ -277,7 +277,10 @@ def write_run_report(cfg, state: dict) -> Path:
         if ev.get("oracle"):
             report.paragraph(f"Held-out evaluation on {ev['num_states']} states, every one of the {ev['num_actions']} "
                              f"actions scored on every state: the policy reaches {ev['oracle_fraction']:.1%} of the "
-                             f"per-state best (regret {ev['regret']:.4f}); random = the mean over all actions.",
+                             f"per-state best (regret {ev['regret']:.4f}); random = the mean over all actions."
+                             + (f" Policy − best fixed action: {ev['policy_minus_best_fixed']['mean']:+.4f} "
+                                f"(standard error over the states {ev['policy_minus_best_fixed']['se']:.4f})."
+                                if ev.get("policy_minus_best_fixed") else ""),
                              note=True)
         else:
             report.paragraph(f"Held-out evaluation on {ev['num_states']} states: the trained policy's argmax actions "

@@ -82,6 +82,48 @@ def test_candidates_are_short_videos_of_train_candidate_frames(world):
     assert full[0]["num_frames"] == 8
 
 
+def test_identical_clips_are_scored_once_and_each_copy_keeps_its_own_r_t(world):
+    """On an 8-frame candidate the warp backend solves min(T, 7) keyframes: T = 10 and T = 15 give
+    one clip. The scorers see each distinct clip once; every candidate still gets the score it
+    gets when scored on its own, with its own R_t."""
+    from argen_ray.ard.env import CandidateEvaluator
+
+    cfg, states = world
+
+    class Spy:
+        """Passes calls through, recording the clips generated and the videos sent to scoring."""
+
+        def __init__(self, pool):
+            self.pool, self.clips, self.videos = pool, [], 0
+
+        def generate(self, requests):
+            results = self.pool.generate(requests)
+            self.clips.extend(r.frames.tobytes() for r in results)
+            return results
+
+        def score_many(self, videos, *args, **kwargs):
+            self.videos += len(videos)
+            return self.pool.score_many(videos, *args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.pool, name)
+
+    evaluator = CandidateEvaluator(cfg)
+    generators, scorers = Spy(evaluator.generators), Spy(evaluator.scorers)
+    evaluator._generators, evaluator._scorers = generators, scorers
+    actions = np.array([[1, 0, 0], [2, 0, 0], [1, 0, 0], [0, 0, 0], [0, 3, 3]])  # T = 10, 15, 10: one clip
+    rows = evaluator.evaluate(states, [0] * 5, actions, seed=5)
+    assert len(set(generators.clips[:3])) == 1
+    assert scorers.videos == len(set(generators.clips)) <= 3
+    alone = [evaluator.evaluate(states, [0], actions[n:n + 1], seed=5)[0] for n in range(5)]
+    for row, single in zip(rows, alone):
+        for name in ("score", "r_t", "r_q", "r_f", "r_c"):
+            assert row[name] == pytest.approx(single[name], abs=1e-12), name
+    steps = cfg.generator.action_space.steps
+    assert [r["r_t"] for r in rows] == pytest.approx([1 - steps[a[0]] / max(steps) for a in actions])
+    assert rows[0]["score"] - rows[1]["score"] == pytest.approx(cfg.reward.w_t * (steps[2] - steps[1]) / max(steps))
+
+
 def test_candidate_frames_below_two_is_a_named_error():
     from argen_ray.ard.env import CandidateEvaluator
     from argen_ray.config import load_config

@@ -91,12 +91,20 @@ def test_oracle_rows_are_the_per_state_best_the_best_fixed_action_and_the_exact_
         assert entry["regret"] == pytest.approx(0.99 - mine[i])
         assert entry["scores"] == pytest.approx(table[i].tolist())
         assert entry["fixed_score"] == pytest.approx(table[i, 17])
+    # The gaps to the best fixed action and to the oracle, with their standard error over the states.
+    to_fixed = mine - table[:, 17]
+    assert result.gap("fixed_score") == pytest.approx((to_fixed.mean(), to_fixed.std(ddof=1) / np.sqrt(n)))
+    to_best = mine - 0.99
+    assert result.gap("best_score") == pytest.approx((to_best.mean(), to_best.std(ddof=1) / np.sqrt(n)))
+    assert result.to_json()["policy_minus_best_fixed"] == pytest.approx({"mean": to_fixed.mean(),
+                                                                         "se": to_fixed.std(ddof=1) / np.sqrt(n)})
     # One generation seed per state, shared by all of its candidates.
     assert all(len(seeds) == 1 for seeds in evaluator.seeds.values())
     # MLflow / Tune see every row.
     flat = result.flat_metrics()
     assert {"eval_policy_score", "eval_oracle_score", "eval_best_fixed_score", "eval_random_score", "eval_regret",
-            "eval_oracle_fraction", "objective"} <= set(flat)
+            "eval_oracle_fraction", "eval_policy_minus_best_fixed", "eval_policy_minus_best_fixed_se",
+            "eval_policy_minus_oracle_se", "objective"} <= set(flat)
     # The objective is the policy's R_c (not its score) minus the NFE cost.
     assert result.objective == pytest.approx(result.policy["r_c"] - cfg.train.nfe_cost * result.policy["nfe"])
 

@@ -9,25 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train_setup import ROOT, fast_overrides, fresh_run
+from train_setup import ROOT, fast_overrides, fresh_run, train_in_process
 
 
 def _train(tmp_path_factory, run_dir, evaluate=True, **weights):
-    from argen_ray.ard.policy import load_policy
-    from argen_ray.ard.training import PolicyTrainer
     from argen_ray.config import load_config
 
     run_dir = fresh_run(tmp_path_factory, run_dir)
     cfg = load_config(ROOT / "configs" / "local.yaml", fast_overrides(
         run_dir, train__iterations=4, train__batch_size=4, train__eval_states=2, train__lr=0.01,
         train__checkpoint_every=4, reward__num_scorers=2, generator__num_frames=12, **weights))
-    trainer = PolicyTrainer(cfg)
-    try:
-        summary = trainer.run(evaluate=evaluate)
-        states = trainer.train_states
-    finally:
-        trainer.close()
-    policy = load_policy(summary.policy_path)
+    summary, policy, states = train_in_process(cfg, evaluate)
     _, (p_steps, _, _) = policy.act(states.text_emb, states.image_emb)
     expected_steps = float((p_steps @ np.asarray(cfg.generator.action_space.steps, float)).mean())
     return summary, expected_steps

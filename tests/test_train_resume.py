@@ -34,7 +34,8 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_
     """Killed after iteration 3 with its last checkpoint at 2, the rerun redoes iteration 3: every
     iteration is in history.jsonl and in MLflow exactly once, none skipped."""
     run_dir = fresh_run(tmp_path_factory, tmp_path / "run")
-    sets = [x for o in fast_overrides(run_dir, train__iterations=4, train__checkpoint_every=2, reward__w_e=0)
+    sets = [x for o in fast_overrides(run_dir, train__iterations=4, train__checkpoint_every=2, reward__w_e=0,
+                                            train__batch_size=2, train__oracle_max_actions=0)
             for x in ("--set", o)]
     command = [sys.executable, "-m", "argen_ray.cli", "train", "--config", "configs/local.yaml", *sets]
     temp = f"/tmp/argen-resume-{secrets.token_hex(3)}"

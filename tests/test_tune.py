@@ -45,10 +45,12 @@ def test_bad_sweeps_are_named_before_anything_runs(tmp_path_factory, tmp_path):
 @pytest.mark.slow
 def test_reward_weight_sweep_completes_and_lands_in_mlflow(tmp_path_factory, tmp_path):
     """The shipped sweeps' shape, kept to two short trials (R_e off: its landmark AUs are the
-    slowest reward; tune_configs/reward_weights.yaml itself is timed in docs/training.md)."""
+    slowest reward; no oracle table, as in the shipped sweeps: the objective needs only the
+    policy's clips; tune_configs/reward_weights.yaml itself is timed in docs/training.md)."""
     run_dir = fresh_run(tmp_path_factory, tmp_path / "run")
     sweep = tmp_path / "weights.yaml"
-    sweep.write_text("name: weights\nmetric: objective\nmode: max\nset: {reward.w_e: 0.0}\n"
+    sweep.write_text("name: weights\nmetric: objective\nmode: max\n"
+                     "set: {reward.w_e: 0.0, train.oracle_max_actions: 0}\n"
                      "grid: {reward.w_t: [0.0, 0.5]}\n")
     sets = [x for o in fast_overrides(run_dir, train__iterations=1) for x in ("--set", o)]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

@@ -54,3 +54,19 @@ def fast_overrides(run_dir: Path, **extra) -> list[str]:
               "train.batch_size": 4, "train.eval_states": 2, "train.iterations": 2, "train.checkpoint_every": 1,
               **{k.replace("__", "."): v for k, v in extra.items()}}
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def train_in_process(cfg, evaluate: bool = True):
+    """Train (and evaluate) one policy in this process with `PolicyTrainer` (what `argen-ray train`
+    runs), releasing its actors after; returns the summary, the trained policy and the training
+    states. Tests that train twice share one Ray start this way."""
+    from argen_ray.ard.policy import load_policy
+    from argen_ray.ard.training import PolicyTrainer
+
+    trainer = PolicyTrainer(cfg)
+    try:
+        summary = trainer.run(evaluate=evaluate)
+        states = trainer.train_states
+    finally:
+        trainer.close()
+    return summary, load_policy(summary.policy_path), states

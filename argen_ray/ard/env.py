@@ -47,6 +47,31 @@ def field_means(rows: list[dict], fields: tuple[str, ...] = CANDIDATE_FIELDS) ->
     return out
 
 
+def clip_key(frames: np.ndarray, reference: np.ndarray, target_aus: dict | None) -> bytes:
+    """A digest of everything a clip's score depends on except T: its frames, its reference image
+    and the prompt's target AUs."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (frames, reference):
+        array = np.ascontiguousarray(array)
+        digest.update(repr((array.shape, array.dtype.str)).encode())
+        digest.update(array.data)
+    digest.update(repr(sorted((target_aus or {}).items())).encode())
+    return digest.digest()
+
+
+def with_steps(scored: dict, steps: int, max_steps: int, w_t: float) -> dict:
+    """A scorer result for the same clip made with `steps` sampling steps: R_t = 1 - T/T_max and
+    the score move with it, every other component stays."""
+    from argen_ray.ard.rewards import efficiency_reward
+
+    if scored.get("steps") == steps:
+        return scored
+    r_t = efficiency_reward(steps, max_steps)
+    return {**scored, "r_t": r_t, "score": scored["score"] + w_t * (r_t - scored["r_t"]), "steps": int(steps)}
+
+
 class ActorCallError(ArgenError, RuntimeError):
     """A generator or scorer actor kept failing after its retries."""
 
@@ -72,6 +97,7 @@ class CandidateEvaluator:
                              f"frame), got {frames!r}")
         self.cfg = cfg
         self.action_space = ActionSpace.from_config(cfg.generator, num_frames=frames)
+        self.max_steps = max(cfg.generator.action_space.steps)  # T_max of R_t, as the scorer actors use
         self._generators = None
         self._scorers = None
         self.retried = 0  # calls resent after an actor died (tests and the benchmark read it)
@@ -151,9 +177,19 @@ class CandidateEvaluator:
         t0 = time.perf_counter()
         results = self._with_retries("generation", lambda: self.generators.generate(requests))
         t1 = time.perf_counter()
-        scores = self._with_retries("scoring", lambda: self.scorers.score_many(
-            [r.frames for r in results], [states.images[i] for i in indices], [p.steps for p in params],
-            target_aus=[r.aus for r in requests]))
+        # Identical clips are scored once. Actions can give the same clip: on a short candidate the
+        # warp backend solves min(T, new frames) keyframes, so every T >= the new-frame count gives
+        # one clip, and a settled policy samples the same action several times in a group. Only
+        # R_t (from T) differs between the copies; it is recomputed for each (`with_steps`).
+        first: dict[bytes, int] = {}
+        owner = [first.setdefault(clip_key(r.frames, states.images[i], q.aus), n)
+                 for n, (i, r, q) in enumerate(zip(indices, results, requests))]
+        unique = sorted(set(owner))
+        scored = self._with_retries("scoring", lambda: self.scorers.score_many(
+            [results[n].frames for n in unique], [states.images[indices[n]] for n in unique],
+            [params[n].steps for n in unique], target_aus=[requests[n].aus for n in unique]))
+        by_owner = dict(zip(unique, scored))
+        scores = [with_steps(by_owner[o], p.steps, self.max_steps, self.cfg.reward.w_t) for o, p in zip(owner, params)]
         t2 = time.perf_counter()
         rescored = len(getattr(self.scorers, "rescored", ()))
         out = []

@@ -157,6 +157,16 @@ class EvalResult:
         """Policy score / oracle score."""
         return None if self.oracle is None else self.policy["score"] / self.oracle["score"]
 
+    def gap(self, key: str) -> tuple[float, float] | None:
+        """Policy minus a per-state row (`best_score`: the oracle, `fixed_score`: the best fixed
+        action) as (mean, standard error over the held-out states). The standard error says how
+        much of a gap the states' own scatter explains: on the local preset the alpha/beta
+        actions differ by less than it (docs/training.md)."""
+        if self.oracle is None or not self.per_state:
+            return None
+        diff = np.array([s["policy_score"] - s[key] for s in self.per_state])
+        return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+
     def rows(self) -> dict[str, dict[str, float]]:
         """The named rows of the comparison table (policy, oracle, best fixed, baselines, random)."""
         rows = {"policy": self.policy}
@@ -171,12 +181,17 @@ class EvalResult:
         out = {f"eval_{label}_{k}": float(v) for label, values in rows.items() for k, v in (values or {}).items()}
         if self.oracle is not None:
             out.update({"eval_regret": self.regret, "eval_oracle_fraction": self.oracle_fraction})
+            for name, key in (("oracle", "best_score"), ("best_fixed", "fixed_score")):
+                mean, se = self.gap(key)
+                out.update({f"eval_policy_minus_{name}": mean, f"eval_policy_minus_{name}_se": se})
         out["objective"] = self.objective
         return out
 
     def to_json(self) -> dict:
+        gaps = {f"policy_minus_{name}": dict(zip(("mean", "se"), self.gap(key)))
+                for name, key in (("oracle", "best_score"), ("best_fixed", "fixed_score"))} if self.oracle else {}
         return {"policy": self.policy, "random": self.random, "oracle": self.oracle, "best_fixed": self.best_fixed,
-                "baselines": self.baselines, "regret": self.regret, "oracle_fraction": self.oracle_fraction,
+                "baselines": self.baselines, "regret": self.regret, "oracle_fraction": self.oracle_fraction, **gaps,
                 "num_actions": self.num_actions, "actions": self.actions, "objective": self.objective, "num_states": self.num_states,
                 "per_state": self.per_state}
 

@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
                           f"policy = {summary.eval.oracle_fraction:.1%} of the per-state best (regret "
                           f"{summary.eval.regret:.4f}); best fixed action T={fixed['steps']:g}, "
                           f"alpha={fixed['alpha']:g}, beta={fixed['beta']:g}")
+            gap, se = summary.eval.gap("fixed_score")
+            console.print(f"policy - best fixed action: {gap:+.4f} (standard error over the states {se:.4f})")
         console.print(f"objective ({cfg.train.objective} - train.nfe_cost x NFE): {summary.eval.objective:.4f}")
     if summary.mlflow_run_id:
         console.print(f"MLflow run {summary.mlflow_run_id} at {tracking_uri(cfg)}")
