@@ -26,27 +26,13 @@ from torch.utils.data import Dataset as TorchDataset
 
 from argen_ray.data.records import ClipRecord
 from argen_ray.data.sampling import segment_indices
-from argen_ray.data.video import VideoReadError, read_video
+from argen_ray.data.video import VideoReadError, read_video, source_signature
 from argen_ray.io import atomic_path
 from argen_ray.recognition.clips import preprocess_frames
 from argen_ray.recognition.models import RecognitionError
 
 FEATURE_VERSION = 1
 FRAME_BATCH = 64  # frames per backbone pass while filling the cache
-
-
-def _source_signature(source: Path) -> str:
-    """Path plus size and mtime of the clip's file(s): what makes a cached entry stale."""
-    source = Path(source)
-    try:
-        if source.is_dir():
-            stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(source.iterdir()) if p.is_file()]
-        else:
-            st = source.stat()
-            stats = [(source.name, st.st_size, st.st_mtime_ns)]
-    except OSError as exc:
-        raise RecognitionError(f"clip {source}: cannot read ({exc.strerror or exc})") from None
-    return f"{source.resolve()}|{stats}"
 
 
 class FrameFeatureCache:
@@ -59,7 +45,11 @@ class FrameFeatureCache:
         self.computed = 0  # clips whose features this object computed (the rest came from disk)
 
     def path(self, record: ClipRecord) -> Path:
-        key = f"v{FEATURE_VERSION}|{self.image_size}|{_source_signature(record.source)}"
+        try:
+            signature = source_signature(record.source)
+        except VideoReadError as exc:
+            raise RecognitionError(str(exc)) from None
+        key = f"v{FEATURE_VERSION}|{self.image_size}|{signature}"
         return self.folder / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
 
     @torch.inference_mode()
