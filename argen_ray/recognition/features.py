@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,27 @@ FEATURE_VERSION = 1
 FRAME_BATCH = 64  # frames per backbone pass while filling the cache
 
 
+class one_thread:
+    """Torch work on small tensors (head-only steps on cached features, the trunk at 64 px): one
+    intra-op thread is faster than two, and on a shared machine two threads spin against other jobs
+    (measured: head steps 4.6x slower under load; the 64 px trunk 1.16 vs 0.09 CPU-s per clip)."""
+
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.threads)
+        return False
+
+
 class FrameFeatureCache:
     """Per-frame features of a frozen backbone for whole clips, on disk (module doc)."""
 
     def __init__(self, root: str | os.PathLike, backbone: torch.nn.Module, backbone_name: str, image_size: int,
                  weights_tag: str, device: torch.device | str = "cpu"):
         self.backbone, self.image_size, self.device = backbone, int(image_size), torch.device(device)
+        self.backbone.to(memory_format=torch.channels_last)  # in place; the values do not change
         self.folder = Path(root) / f"{backbone_name}-{self.image_size}px-{weights_tag}"
         self.computed = 0  # clips whose features this object computed (the rest came from disk)
 
@@ -60,10 +76,12 @@ class FrameFeatureCache:
             raise RecognitionError(f"clip {record.clip_id}: {exc}") from None
         x = preprocess_frames(frames, self.image_size)
         rows = []
-        for flipped in (x, x.flip(-1)):
-            parts = [self.backbone(flipped[i:i + FRAME_BATCH].to(self.device)).float().cpu()
-                     for i in range(0, len(flipped), FRAME_BATCH)]
-            rows.append(torch.cat(parts).numpy())
+        # Channels-last: the trunk's depthwise convolutions run ~2x faster on CPU (measured), same features.
+        with one_thread() if self.device.type == "cpu" else nullcontext():
+            for flipped in (x, x.flip(-1)):
+                parts = [self.backbone(flipped[i:i + FRAME_BATCH].to(self.device, memory_format=torch.channels_last))
+                         .float().cpu() for i in range(0, len(flipped), FRAME_BATCH)]
+                rows.append(torch.cat(parts).numpy())
         return np.stack(rows).astype(np.float16)
 
     def get(self, record: ClipRecord) -> np.ndarray:
