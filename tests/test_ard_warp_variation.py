@@ -60,13 +60,15 @@ def test_amplitudes_stay_in_the_prompt_intensity_band():
 
 @pytest.fixture(scope="module")
 def dynamics_file(tmp_path_factory):
-    """Two measured 'real' surprise clips: onset/apex, a head path (x drift 0.1 IOD, roll 3 deg), noise 4."""
+    """Two measured 'real' surprise clips: onset/apex, a head path (x drift 0.1 IOD, roll 3 deg), a
+    frame-to-frame change of 6 grey levels and a fine noise grain."""
     t = np.linspace(0, 1, 12)
     pose = np.stack([0.1 * t, 0.02 * t, 0.01 * t, 3.0 * t], 1).round(4).tolist()
-    profiles = [{"clip_id": f"r{i}", "onset": 0.2 + 0.1 * i, "apex": 0.6, "hold": 1.0, "noise": 4.0, "pose": pose}
+    profiles = [{"clip_id": f"r{i}", "onset": 0.2 + 0.1 * i, "apex": 0.6, "hold": 1.0, "noise": 4.0, "frame_change": 6.0,
+                 "noise_ratio": 0.45, "pose": pose}
                 for i in range(2)]
     path = tmp_path_factory.mktemp("dyn") / "dynamics.json"
-    path.write_text(json.dumps({"version": 1, "classes": {"surprise": {"clips": 2, "summary": {},
+    path.write_text(json.dumps({"version": 2, "classes": {"surprise": {"clips": 2, "summary": {},
                                                                           "profiles": profiles}}}))
     return path
 
@@ -105,5 +107,23 @@ def test_rendered_clip_follows_the_drawn_real_clip(dynamics_file, astronaut):
     assert d.onset <= 0.45 and 0.45 <= d.apex <= 0.8
     assert d.hold > 0.85                               # the apex is held
     assert 0.5 <= d.head_roll <= 2.0                   # the drawn path rolls 0 -> 3 deg (std 0.92)
+    # Fresh noise every frame brings the clip's frame-to-frame change to the drawn clip's 6 grey levels.
+    assert d.frame_change == pytest.approx(6.0, rel=0.05)
     gray = frames[1:].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    assert np.median([noise_sigma(g) for g in gray]) == pytest.approx(4.0, abs=0.6)
+    assert noise_sigma(gray[2] - gray[1]) > 1.0      # consecutive frames carry different noise
+
+
+@pytest.mark.parametrize("ratio", [1.0, 0.45, 0.2])
+def test_noise_grain_reproduces_a_measured_noise_ratio(ratio):
+    """White noise blurred by `noise_blur(ratio)` measures `ratio` again (dynamics.noise_ratio's
+    definition on the difference of two such frames)."""
+    import cv2
+
+    from argen_ray.ard.warp_variation import noise_blur
+    from argen_ray.data.dynamics import noise_ratio
+
+    rng = np.random.default_rng(7)
+    blur = noise_blur(ratio)
+    frames = [cv2.GaussianBlur(rng.normal(0, 3, (96, 96)).astype(np.float32), (0, 0), blur) if blur > 0
+              else rng.normal(0, 3, (96, 96)).astype(np.float32) for _ in range(3)]
+    assert noise_ratio(np.stack(frames)) == pytest.approx(ratio, rel=0.15)

@@ -124,3 +124,32 @@ def test_fvd_needs_two_clips_per_set():
         fvd([clip, clip], [clip], model=object())
     with pytest.raises(MetricInputError, match="float32"):
         i3d_features([clip.astype(np.float32)], model=torch.nn.Linear(1, 1))
+
+
+def test_i3d_feature_cache_reuses_clips_and_recomputes_a_changed_one(tmp_path):
+    """With a cache folder, a clip's features are computed once and read back on the next call
+    (the metrics stage reuses the generation stage's); rewriting the clip recomputes them."""
+    import os
+
+    from argen_ray.data.video import write_mp4
+    from argen_ray.metrics.fvd import i3d_features
+
+    class CountingPool(torch.nn.Module):  # a small real network: pooled colour -> 400 logits
+        def __init__(self):
+            super().__init__()
+            self.head, self.calls = torch.nn.Linear(3, 400), 0
+
+        def forward(self, x):
+            self.calls += len(x)
+            return self.head(x.mean(dim=(2, 3, 4)))
+
+    rng = np.random.default_rng(0)
+    paths = [write_mp4(tmp_path / f"c{i}.mp4", rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)) for i in range(3)]
+    model, cache = CountingPool(), tmp_path / "cache"
+    first = i3d_features(paths, model=model, progress=False, cache_dir=cache)
+    again = i3d_features(paths, model=model, progress=False, cache_dir=cache)
+    assert model.calls == 3 and np.array_equal(first, again)
+    write_mp4(paths[1], np.zeros((4, 32, 32, 3), np.uint8))
+    os.utime(paths[1], ns=(1, 1))  # a new modification time as well as new contents
+    changed = i3d_features(paths, model=model, progress=False, cache_dir=cache)
+    assert model.calls == 4 and np.array_equal(changed[[0, 2]], first[[0, 2]]) and not np.allclose(changed[1], first[1])

@@ -11,9 +11,13 @@ schedule and renders it; this module holds the two things around that, both pure
 - `ClipVariation` / `draw_variation`: what the seed decides. One real training clip of the class
   (`<run_dir>/data/dynamics.json`, `argen_ray.data.dynamics`) lends its timing (onset, apex,
   hold, jittered by up to half a frame), its head path (eye-centre shift, scale, roll relative to
-  frame 0, resampled to the clip length and mirrored left-right with probability 1/2) and its
-  sensor-noise level; each target AU's intensity is drawn uniformly inside the prompt's intensity
-  band (the ASI adverbs: < 0.33 slightly, < 0.66 moderately, else strongly).
+  frame 0, resampled to the clip length and mirrored left-right with probability 1/2), its
+  frame-to-frame change and its noise grain; each target AU's intensity is drawn inside the
+  prompt's intensity band (the ASI adverbs: < 0.33 slightly, < 0.66 moderately, else strongly).
+- `add_sensor_noise`: fresh noise on every new frame, with the real clip's grain, as strong as it
+  takes for the clip's frame-to-frame change to reach the real clip's (real clips are re-exposed
+  every frame, so their noise changes from frame to frame; a warp of one image would otherwise
+  carry one frozen noise pattern and change less from frame to frame than any real clip).
 
 Without measured dynamics (a bare `GeneratorConfig`, the unit tests) the curve's running maximum
 spans the clip, with no head motion and no added noise; the seed still varies the AU amplitudes
@@ -24,6 +28,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -82,14 +87,16 @@ class ClipVariation:
     apex: float | None = None
     hold: float = 1.0
     pose: np.ndarray | None = None     # (N + 1, 4): dx, dy (IOD units), log scale, roll (deg); None = still
-    noise: float = 0.0                 # target sensor-noise sigma (grey levels); 0 = add none
+    frame_change: float = 0.0          # the real clip's mean frame-to-frame grey change; 0 = add no noise
+    noise_blur: float = 0.0            # Gaussian blur (pixels) giving fresh noise the real clip's grain
     source: str | None = None          # the real clip whose dynamics were drawn
     amplitudes: dict[int, float] | None = None
 
     def as_dict(self) -> dict:
         return {"onset": self.onset and round(self.onset, 3), "apex": self.apex and round(self.apex, 3),
                 "hold": round(self.hold, 3),
-                "noise": round(self.noise, 3), "dynamics_from": self.source,
+                "frame_change": round(self.frame_change, 3), "noise_blur": round(self.noise_blur, 3),
+                "dynamics_from": self.source,
                 "head_motion": None if self.pose is None else round(float(np.abs(self.pose[:, :2]).max()), 4)}
 
 
@@ -140,7 +147,8 @@ def draw_variation(rng: np.random.Generator, profiles: list[dict], num_frames: i
     if pose is not None and rng.random() < 0.5:
         pose[:, 0] *= -1  # mirrored left-right: x shift and roll change sign
         pose[:, 3] *= -1
-    return ClipVariation(onset=onset, apex=apex, hold=float(p["hold"]), pose=pose, noise=float(p["noise"]),
+    return ClipVariation(onset=onset, apex=apex, hold=float(p["hold"]), pose=pose,
+                         frame_change=float(p["frame_change"]), noise_blur=noise_blur(float(p["noise_ratio"])),
                          source=str(p.get("clip_id")), amplitudes=amplitudes)
 
 
@@ -158,19 +166,64 @@ def move_head(frame: np.ndarray, pose_row: np.ndarray, origin: np.ndarray, iod: 
     return cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
 
 
-def add_noise(frame: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
-    """Fresh grey noise so the frame's noise estimate reaches `target` (none when it already does)."""
+@lru_cache(maxsize=1)
+def _grain_table() -> tuple[np.ndarray, np.ndarray]:
+    """(blur sigmas, noise ratio of white noise blurred by each): `dynamics.noise_ratio` of such noise."""
+    import cv2
+
     from argen_ray.data.dynamics import noise_sigma
 
-    if target <= 0:
-        return frame
-    g = frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    extra = math.sqrt(max(0.0, target ** 2 - noise_sigma(g) ** 2))
-    if extra < 1e-3:
-        return frame
-    noise = rng.normal(0.0, extra, frame.shape[:2]).astype(np.float32)[..., None]
-    return np.clip(np.round(frame.astype(np.float32) + noise), 0, 255).astype(np.uint8)
+    white = np.random.default_rng(0).normal(0.0, 1.0, (128, 128)).astype(np.float32)
+    blurs = np.linspace(0.0, 1.5, 31)
+    ratios = []
+    for b in blurs:
+        field = cv2.GaussianBlur(white, (0, 0), float(b)) if b > 0 else white
+        ratios.append(noise_sigma(field) / float(field.std()))
+    return blurs, np.asarray(ratios)
 
 
-__all__ = ["ClipVariation", "add_noise", "class_profiles", "draw_amplitudes", "draw_variation",
-           "expression_schedule", "intensity_band", "move_head", "smoothstep", "variation_rng"]
+def noise_blur(ratio: float) -> float:
+    """The Gaussian blur (pixels) that gives white noise a measured `noise_ratio` (0: white)."""
+    blurs, ratios = _grain_table()
+    return float(np.interp(-float(ratio), -ratios, blurs))  # ratios fall as the blur grows
+
+
+def mean_frame_change(frames: np.ndarray) -> float:
+    """Mean absolute grey-level difference between consecutive frames (`dynamics.frame_change`)."""
+    g = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return float(np.abs(np.diff(g, axis=0)).mean()) if len(g) > 1 else 0.0
+
+
+def add_sensor_noise(frames: np.ndarray, frame_change: float, blur: float, rng: np.random.Generator) -> None:
+    """Fresh grey noise on frames 1..N (in place; frame 0, the reference, keeps its own) with the
+    real clip's grain (`blur`), as strong as it takes for the clip's mean frame-to-frame change to
+    reach the real clip's `frame_change` (none when the motion alone reaches it).
+
+    The strength is found by bisection on the clip itself: a closed form (noise and motion
+    changes adding in quadrature) overshot the target by ~10 % and left the noise too strong.
+    """
+    import cv2
+
+    if mean_frame_change(frames) >= frame_change or len(frames) < 2:
+        return
+    fields = np.empty((len(frames) - 1, *frames.shape[1:3]), np.float32)
+    for n in range(len(fields)):
+        field = rng.normal(0.0, 1.0, frames.shape[1:3]).astype(np.float32)
+        field = cv2.GaussianBlur(field, (0, 0), blur) if blur > 0 else field
+        fields[n] = field / max(float(field.std()), 1e-6)
+    base = frames.astype(np.float32)
+
+    def noisy(spread: float) -> np.ndarray:
+        out = base.copy()
+        out[1:] += spread * fields[..., None]
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+    low, high = 0.0, 2.0 * frame_change   # the change of noise alone at spread s is ~1.13 s
+    for _ in range(14):
+        mid = (low + high) / 2
+        low, high = (mid, high) if mean_frame_change(noisy(mid)) < frame_change else (low, mid)
+    frames[:] = noisy((low + high) / 2)
+
+
+__all__ = ["ClipVariation", "add_sensor_noise", "class_profiles", "draw_amplitudes", "draw_variation",
+           "expression_schedule", "intensity_band", "mean_frame_change", "move_head", "noise_blur", "smoothstep", "variation_rng"]

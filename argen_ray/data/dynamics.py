@@ -12,6 +12,10 @@ ships one, else dlib on every frame):
   IOD ratio, roll in degrees) and its spread (`head_translation`, `head_scale`, `head_roll`);
 - `frame_change`: mean absolute grey-level difference between consecutive frames;
 - `noise`: the sensor-noise standard deviation (Immerkaer's fast noise estimate, median over frames);
+- `noise_ratio`: how fine-grained the frame-to-frame noise is: Immerkaer's estimate on the difference
+  of consecutive frames over its robust per-pixel spread (1.4826 MAD); white noise gives ~1, noise
+  smoothed by the dataset's codec (JPEG frames) less. A generator shapes its fresh per-frame noise
+  to this ratio;
 - `sharpness`: the grey frames' Laplacian variance (median over frames), a texture statistic.
 
 `measure_dataset_dynamics` aggregates the training clips per class (medians and quartiles plus
@@ -34,7 +38,7 @@ from argen_ray.errors import ArgenError
 if TYPE_CHECKING:
     from argen_ray.data.records import ClipRecord, Dataset
 
-DYNAMICS_VERSION = 1
+DYNAMICS_VERSION = 2
 ONSET_LEVEL, APEX_LEVEL = 0.1, 0.9   # fractions of the clip's maximum displacement
 SUMMARY_FIELDS = ("onset", "apex", "hold", "apex_displacement", "frame_change", "head_translation", "head_scale",
                   "head_roll", "noise", "sharpness")
@@ -63,6 +67,7 @@ class ClipDynamics:
     head_roll: float
     noise: float
     sharpness: float
+    noise_ratio: float = 1.0
     pose: list[list[float]] = field(default_factory=list)  # (F, 4): dx, dy (IOD units), log scale, roll (deg)
 
     def features(self) -> list[float]:
@@ -80,6 +85,19 @@ def noise_sigma(gray_frame: np.ndarray) -> float:
         raise DynamicsError(f"noise estimate needs a frame of at least 3x3 pixels, got {w}x{h}")
     response = np.abs(cv2.filter2D(g, -1, _NOISE_KERNEL)[1:-1, 1:-1])
     return float(math.sqrt(math.pi / 2) * response.sum() / (6 * (w - 2) * (h - 2)))
+
+
+def noise_ratio(gray: np.ndarray) -> float:
+    """Median over consecutive (F, H, W) grey frames of Immerkaer's noise estimate on their
+    difference over the difference's robust spread (1.4826 MAD): ~1 for white noise, lower for
+    noise with less fine grain. Motion edges are sparse and barely move the median absolute deviation."""
+    g = np.asarray(gray, np.float32)
+    ratios = []
+    for d in np.diff(g, axis=0):
+        spread = 1.4826 * float(np.median(np.abs(d - np.median(d))))
+        if spread > 1e-6:
+            ratios.append(noise_sigma(d) / spread)
+    return float(np.median(ratios)) if ratios else 1.0
 
 
 def expression_curve(landmarks: np.ndarray) -> np.ndarray:
@@ -134,7 +152,7 @@ def measure_clip(frames: np.ndarray, landmarks: np.ndarray, clip_id: str = "", l
         apex_displacement=float(curve.max()), frame_change=float(np.abs(np.diff(g, axis=0)).mean()),
         head_translation=float(np.hypot(pose[:, 0], pose[:, 1]).std()), head_scale=float(pose[:, 2].std()),
         head_roll=float(pose[:, 3].std()), noise=float(np.median([noise_sigma(x) for x in g])),
-        sharpness=float(np.median(laplacian_variance(g.astype(np.uint8)))),
+        sharpness=float(np.median(laplacian_variance(g.astype(np.uint8)))), noise_ratio=round(noise_ratio(g), 4),
         pose=np.round(pose, 4).tolist())
 
 
@@ -253,5 +271,5 @@ def read_dynamics(path: str | os.PathLike) -> dict:
 
 
 __all__ = ["ClipDynamics", "DynamicsError", "SUMMARY_FIELDS", "class_dynamics", "csv_landmarks", "expression_curve",
-           "head_pose", "measure_clip", "measure_dataset_dynamics", "measure_records", "noise_sigma",
+           "head_pose", "measure_clip", "measure_dataset_dynamics", "measure_records", "noise_ratio", "noise_sigma",
            "read_dynamics", "record_landmarks", "summarize", "timing", "tracked_landmarks", "write_dynamics"]

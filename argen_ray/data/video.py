@@ -254,6 +254,21 @@ def _check_frames(frames: np.ndarray, what: str) -> np.ndarray:
     return arr
 
 
+def source_signature(source: str | os.PathLike) -> str:
+    """Path plus size and mtime of a clip's file(s) (a video file or a frame folder): what makes an
+    on-disk cache entry computed from the clip stale."""
+    source = Path(source)
+    try:
+        if source.is_dir():
+            stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(source.iterdir()) if p.is_file()]
+        else:
+            st = source.stat()
+            stats = [(source.name, st.st_size, st.st_mtime_ns)]
+    except OSError as exc:
+        raise VideoReadError(f"clip {source}: cannot read ({exc.strerror or exc})") from None
+    return f"{source.resolve()}|{stats}"
+
+
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> Path:
     """Write frames as an H.264 mp4 (imageio-ffmpeg), atomically. Odd sizes are padded to even."""
     import imageio.v2 as iio2

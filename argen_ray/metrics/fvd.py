@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Hashable, Iterable, Sequence
 
 import numpy as np
@@ -34,6 +35,7 @@ import numpy as np
 from argen_ray.errors import ArgenError
 
 MIN_SAMPLES = 2
+I3D_CACHE_VERSION = 1
 
 
 class MetricInputError(ArgenError, ValueError):
@@ -114,27 +116,57 @@ def _clip_input(video: Video, num_frames: int):
         raise MetricInputError(f"{where}: {exc}") from None
 
 
-def i3d_features(videos: Iterable[Video], model=None, batch_size: int = 4, num_frames: int = 16,
-                 progress: bool = True) -> np.ndarray:
-    """I3D logits (N x 400) of videos given as F x H x W x 3 uint8 arrays or video paths."""
+def _cache_file(cache_dir: Path, video, num_frames: int) -> Path | None:
+    """Where a video path's features live in `cache_dir` (None for arrays: nothing to key them by)."""
+    import hashlib
+
+    from argen_ray.data.video import VideoReadError, source_signature
+
+    if not isinstance(video, (str, os.PathLike)):
+        return None
+    try:
+        signature = source_signature(video)
+    except VideoReadError as exc:
+        raise MetricInputError(str(exc)) from None
+    key = f"i3d-v{I3D_CACHE_VERSION}|{num_frames}|{signature}"
+    return cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
+
+
+def i3d_features(videos: Iterable[Video], model=None, batch_size: int = 8, num_frames: int = 16,
+                 progress: bool = True, cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """I3D logits (N x 400) of videos given as F x H x W x 3 uint8 arrays or video paths.
+
+    With `cache_dir`, each video path's logits are kept there (keyed by the clip's path, size and
+    modification time, so a changed clip is recomputed) and read back instead of recomputed: the
+    generation stage's validity FVD and the metrics stage score many of the same clips.
+    """
     import torch
     from tqdm.auto import tqdm
 
+    from argen_ray.io import atomic_path
     from argen_ray.metrics.i3d import load_i3d
 
     videos = list(videos)
     if not videos:
         raise MetricInputError("no videos given")
-    model = model if model is not None else load_i3d()
-    device = next(model.parameters()).device
-    out = []
-    with torch.inference_mode(), tqdm(total=len(videos), desc="I3D features", unit="clip",
-                                      disable=None if progress else True, leave=False) as bar:
-        for start in range(0, len(videos), batch_size):
-            batch = torch.stack([_clip_input(v, num_frames) for v in videos[start:start + batch_size]])
-            out.append(model(batch.to(device)).double().cpu().numpy())
-            bar.update(len(batch))
-    return np.concatenate(out)
+    files = [None] * len(videos) if cache_dir is None else [_cache_file(Path(cache_dir), v, num_frames) for v in videos]
+    out: list[np.ndarray | None] = [np.load(f) if f is not None and f.is_file() else None for f in files]
+    todo = [i for i, row in enumerate(out) if row is None]
+    if todo:
+        model = model if model is not None else load_i3d()
+        device = next(model.parameters()).device
+    with torch.inference_mode(), tqdm(total=len(todo), desc="I3D features", unit="clip",
+                                      disable=None if progress and todo else True, leave=False) as bar:
+        for start in range(0, len(todo), batch_size):
+            index = todo[start:start + batch_size]
+            batch = torch.stack([_clip_input(videos[i], num_frames) for i in index])
+            for i, row in zip(index, model(batch.to(device)).double().cpu().numpy()):
+                out[i] = row
+                if files[i] is not None:
+                    with atomic_path(files[i], suffix=".npy") as tmp, open(tmp, "wb") as fh:
+                        np.save(fh, row)
+            bar.update(len(index))
+    return np.stack(out)
 
 
 def fvd(videos_a: Sequence[Video], videos_b: Sequence[Video], model=None, **feature_options) -> float:

@@ -62,7 +62,6 @@ def generation_metrics(cfg: "Config", dataset: "Dataset", generated: "list[ClipR
     """FVD, tFVD, sFVD and within-class diversity of `generated` (records from
     `read_generated_clips`) against the real clips of `dataset`; written to generation.json."""
     from argen_ray.metrics.diversity import distance_from_config, within_class_diversity
-    from argen_ray.metrics.i3d import load_i3d
 
     rc = cfg.recognition
     if len(generated) < 2:
@@ -75,9 +74,12 @@ def generation_metrics(cfg: "Config", dataset: "Dataset", generated: "list[ClipR
         raise MetricInputError(f"{dataset.kind} dataset has {len(real_same)} real clip(s) of "
                                f"{', '.join(EMOTIONS[i] for i in labels)}: FVD needs at least 2")
     real = {r.clip_id: r for r in real_same + real_subject}
-    model = load_i3d()
-    feats_gen = i3d_features([g.source for g in generated], model=model, progress=progress)
-    feats_real_all = i3d_features([r.source for r in real.values()], model=model, progress=progress)
+    from argen_ray.metrics.validity import I3D_CACHE
+
+    # One pass over every clip; the generation stage's validity FVD already cached many of them.
+    feats = i3d_features([g.source for g in generated] + [r.source for r in real.values()], progress=progress,
+                         cache_dir=cfg.path("metrics", I3D_CACHE))
+    feats_gen, feats_real_all = feats[:len(generated)], feats[len(generated):]
     row = {cid: i for i, cid in enumerate(real)}
     feats_same = feats_real_all[[row[r.clip_id] for r in real_same]]
 

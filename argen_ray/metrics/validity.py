@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from argen_ray.config import Config
     from argen_ray.data.records import ClipRecord, Dataset
 
+I3D_CACHE = "i3d-features"  # <run_dir>/metrics/<this>: I3D logits per clip, shared with the metrics stage
 MIN_CLASS_CLIPS = 5    # per side, for a per-class separability AUC
 CV_FOLDS = 5
 
@@ -99,21 +100,21 @@ def _summary(clips: Sequence[ClipDynamics]) -> dict:
     return {k: v["median"] for k, v in summarize(clips).items()} if clips else {}
 
 
-def per_class_fvd(real: Sequence["ClipRecord"], generated: Sequence["ClipRecord"], progress: bool = False) -> dict:
-    """{class: FVD of its generated clips against its real clips} (None where a side has < 2)."""
+def per_class_fvd(real: Sequence["ClipRecord"], generated: Sequence["ClipRecord"], progress: bool = False,
+                  cache_dir: str | os.PathLike | None = None) -> dict:
+    """{class: FVD of its generated clips against its real clips} (None where a side has < 2).
+    Every clip goes through I3D once (`cache_dir`: kept for the metrics stage)."""
     from argen_ray.metrics.fvd import frechet_distance, i3d_features
-    from argen_ray.metrics.i3d import load_i3d
 
-    model = load_i3d()
+    classes = sorted({EMOTIONS[g.label] for g in generated})
+    real = [x for x in real if EMOTIONS[x.label] in classes]
+    feats = i3d_features([x.source for x in list(generated) + real], progress=progress, cache_dir=cache_dir)
+    labels = np.array([EMOTIONS[x.label] for x in list(generated) + real])
+    is_gen = np.arange(len(labels)) < len(generated)
     out = {}
-    for k in sorted({EMOTIONS[g.label] for g in generated}):
-        r = [x.source for x in real if EMOTIONS[x.label] == k]
-        g = [x.source for x in generated if EMOTIONS[x.label] == k]
-        if len(r) < 2 or len(g) < 2:
-            out[k] = None
-            continue
-        out[k] = round(float(frechet_distance(i3d_features(g, model=model, progress=progress),
-                                              i3d_features(r, model=model, progress=progress))), 3)
+    for k in classes:
+        g, r = feats[is_gen & (labels == k)], feats[~is_gen & (labels == k)]
+        out[k] = None if len(r) < 2 or len(g) < 2 else round(float(frechet_distance(g, r)), 3)
     return out
 
 
@@ -126,7 +127,7 @@ def validity_metrics(cfg: "Config", dataset: "Dataset", generated: "list[ClipRec
     real, real_skipped = measure_records(real_records, tracked_record_landmarks, progress, "real clip dynamics")
     gen, gen_skipped = measure_records(generated, tracked_record_landmarks, progress, "generated clip dynamics")
     result = motion_and_separability(real, gen)
-    fvd_values = per_class_fvd(real_records, generated, progress) if fvd else {}
+    fvd_values = per_class_fvd(real_records, generated, progress, cfg.path("metrics", I3D_CACHE)) if fvd else {}
     for k, entry in result["classes"].items():
         entry["fvd"] = fvd_values.get(k)
     result |= {"landmarks": "dlib 68 on every frame, both sides", "real_split": "train",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from argen_ray.data.records import ClipRecord
 from argen_ray.data.sampling import segment_indices
-from argen_ray.data.video import VideoReadError, read_video
+from argen_ray.data.video import VideoReadError, read_video, source_signature
 from argen_ray.io import atomic_path
 from argen_ray.recognition.clips import preprocess_frames
 from argen_ray.recognition.models import RecognitionError
@@ -35,18 +36,18 @@ FEATURE_VERSION = 1
 FRAME_BATCH = 64  # frames per backbone pass while filling the cache
 
 
-def _source_signature(source: Path) -> str:
-    """Path plus size and mtime of the clip's file(s): what makes a cached entry stale."""
-    source = Path(source)
-    try:
-        if source.is_dir():
-            stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(source.iterdir()) if p.is_file()]
-        else:
-            st = source.stat()
-            stats = [(source.name, st.st_size, st.st_mtime_ns)]
-    except OSError as exc:
-        raise RecognitionError(f"clip {source}: cannot read ({exc.strerror or exc})") from None
-    return f"{source.resolve()}|{stats}"
+class one_thread:
+    """Torch work on small tensors (head-only steps on cached features, the trunk at 64 px): one
+    intra-op thread is faster than two, and on a shared machine two threads spin against other jobs
+    (measured: head steps 4.6x slower under load; the 64 px trunk 1.16 vs 0.09 CPU-s per clip)."""
+
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.threads)
+        return False
 
 
 class FrameFeatureCache:
@@ -55,11 +56,16 @@ class FrameFeatureCache:
     def __init__(self, root: str | os.PathLike, backbone: torch.nn.Module, backbone_name: str, image_size: int,
                  weights_tag: str, device: torch.device | str = "cpu"):
         self.backbone, self.image_size, self.device = backbone, int(image_size), torch.device(device)
+        self.backbone.to(memory_format=torch.channels_last)  # in place; the values do not change
         self.folder = Path(root) / f"{backbone_name}-{self.image_size}px-{weights_tag}"
         self.computed = 0  # clips whose features this object computed (the rest came from disk)
 
     def path(self, record: ClipRecord) -> Path:
-        key = f"v{FEATURE_VERSION}|{self.image_size}|{_source_signature(record.source)}"
+        try:
+            signature = source_signature(record.source)
+        except VideoReadError as exc:
+            raise RecognitionError(str(exc)) from None
+        key = f"v{FEATURE_VERSION}|{self.image_size}|{signature}"
         return self.folder / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
 
     @torch.inference_mode()
@@ -70,10 +76,12 @@ class FrameFeatureCache:
             raise RecognitionError(f"clip {record.clip_id}: {exc}") from None
         x = preprocess_frames(frames, self.image_size)
         rows = []
-        for flipped in (x, x.flip(-1)):
-            parts = [self.backbone(flipped[i:i + FRAME_BATCH].to(self.device)).float().cpu()
-                     for i in range(0, len(flipped), FRAME_BATCH)]
-            rows.append(torch.cat(parts).numpy())
+        # Channels-last: the trunk's depthwise convolutions run ~2x faster on CPU (measured), same features.
+        with one_thread() if self.device.type == "cpu" else nullcontext():
+            for flipped in (x, x.flip(-1)):
+                parts = [self.backbone(flipped[i:i + FRAME_BATCH].to(self.device, memory_format=torch.channels_last))
+                         .float().cpu() for i in range(0, len(flipped), FRAME_BATCH)]
+                rows.append(torch.cat(parts).numpy())
         return np.stack(rows).astype(np.float16)
 
     def get(self, record: ClipRecord) -> np.ndarray:

@@ -25,7 +25,7 @@ from argen_ray.data.records import ClipRecord
 from argen_ray.io import JsonlStore, atomic_path
 from argen_ray.recognition.clips import ClipDataset
 from argen_ray.recognition.metrics import confusion_matrix, war_uar
-from argen_ray.recognition.features import FeatureClipDataset, FrameFeatureCache
+from argen_ray.recognition.features import FeatureClipDataset, FrameFeatureCache, one_thread
 from argen_ray.recognition.models import MODELS, DFERBaseline, RecognitionError, build_model, default_backbone_weights
 
 NUM_CLASSES = len(EMOTIONS)
@@ -63,19 +63,6 @@ def feature_cache(model: DFERBaseline, rc: RecognitionConfig, out_dir: str | os.
     tag = f"{Path(weights).stem}-{Path(weights).stat().st_size}"
     return FrameFeatureCache(Path(out_dir) / "features", model.backbone, model.backbone_name, rc.image_size, tag,
                              device=next(model.parameters()).device)
-
-
-class _one_thread:
-    """Head-only steps on cached features are tiny: one intra-op thread is faster than two, and on a
-    shared machine two threads spin against other jobs (measured 4.6x slower under load)."""
-
-    def __enter__(self):
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.threads)
-        return False
 
 
 def _frozen(model: torch.nn.Module) -> bool:
@@ -266,7 +253,7 @@ def train_and_evaluate(model_name: str, train_records: list[ClipRecord], test_re
     cache = feature_cache(model, rc, out_dir)
     if cache is not None:
         cache.fill(train_records + test_records, progress=progress, desc=f"{name} frame features")
-    with _one_thread() if cache is not None else nullcontext():
+    with one_thread() if cache is not None else nullcontext():
         history = train_model(model, train_records, rc, seed=seed, partial=partial, progress=progress, desc=name,
                               cache=cache)
         y_true, y_pred = predict(model, test_records, rc, progress=progress, desc=f"{name} test", cache=cache)
