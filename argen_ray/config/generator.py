@@ -56,7 +56,7 @@ class FitConfig(Section):
     clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
     vae_steps: int = Field(600, ge=0)
-    unet_steps: int = Field(1000, ge=0)
+    unet_steps: int = Field(1600, ge=0)
     batch_size: int = Field(8, ge=1)
     vae_lr: float = Field(1e-3, gt=0)
     lr: float = Field(1e-3, gt=0)
