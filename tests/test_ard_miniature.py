@@ -81,10 +81,13 @@ def test_an_interrupted_fit_resumes_to_the_same_weights(fitted, tmp_path):
     resumed = MiniatureFit(fit_config(), out_dir=tmp_path / "model", progress=False)
     assert resumed.load_checkpoint() and resumed.step == 20 + 10
     resumed.run()
-    # The same batches, noise and timesteps (a different draw moves the loss by ~10 %); the
-    # sums differ only by float rounding across processes (measured: < 1e-3 relative).
+    # The same batches, noise and timesteps (a different draw moves the loss by ~10 %): the first
+    # step after the resume agrees to float rounding (measured 1.2e-3 relative); later steps drift
+    # apart as rounding differences compound (measured up to 1.7e-2 at lr 1e-3).
     assert resumed.losses["vae"] == whole.losses["vae"]
-    np.testing.assert_allclose(resumed.losses["unet"], whole.losses["unet"], rtol=5e-3)
+    assert resumed.losses["unet"][:10] == whole.losses["unet"][:10]
+    assert resumed.losses["unet"][10] == pytest.approx(whole.losses["unet"][10], rel=5e-3)
+    np.testing.assert_allclose(resumed.losses["unet"], whole.losses["unet"], rtol=3e-2)
     # Not bit-exact: under load the two fits' float reductions differ (thread scheduling); near-zero
     # temporal-conv biases were measured up to 3e-3 apart, so compare the weights as a whole. A
     # wrong resume (new batches or noise) moves the losses by ~10 %, caught above.
