@@ -5,6 +5,7 @@ through env -> learner -> generate."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def test_fit_saves_a_modelscope_folder_that_the_ti2v_backend_loads_by_name(fitte
     from argen_ray.config import load_config
 
     fitter, record, cache = fitted
-    folder = cache / "miniature-t2v-v1"
+    folder = cache / "miniature-t2v-v2"
     assert fitter.out_dir == folder
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "TextToVideoSDPipeline"
@@ -49,6 +50,8 @@ def test_fit_saves_a_modelscope_folder_that_the_ti2v_backend_loads_by_name(fitte
         assert index[part][1] == cls and (folder / part / "config.json").is_file()
     assert (folder / "tokenizer").is_dir() and (folder / "scheduler" / "scheduler_config.json").is_file()
     assert record["config"]["seed"] == 0 and record["steps"] == 40 and json.loads((folder / "fit.json").read_text())
+    # Sampling reads the objective the UNet was trained with from the saved scheduler.
+    assert json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
 
     cfg = load_config(None, ["generator.backend=ti2v", "generator.model=miniature", "generator.height=32",
                              "generator.width=32", "generator.window=4", "generator.num_frames=6",
@@ -78,10 +81,13 @@ def test_an_interrupted_fit_resumes_to_the_same_weights(fitted, tmp_path):
     resumed = MiniatureFit(fit_config(), out_dir=tmp_path / "model", progress=False)
     assert resumed.load_checkpoint() and resumed.step == 20 + 10
     resumed.run()
-    # The same batches, noise and timesteps (a different draw moves the loss by ~10 %); the
-    # sums differ only by float rounding across processes (measured: < 1e-3 relative).
+    # The same batches, noise and timesteps (a different draw moves the loss by ~10 %): the first
+    # step after the resume agrees to float rounding (measured 1.2e-3 relative); later steps drift
+    # apart as rounding differences compound (measured up to 1.7e-2 at lr 1e-3).
     assert resumed.losses["vae"] == whole.losses["vae"]
-    np.testing.assert_allclose(resumed.losses["unet"], whole.losses["unet"], rtol=5e-3)
+    assert resumed.losses["unet"][:10] == whole.losses["unet"][:10]
+    assert resumed.losses["unet"][10] == pytest.approx(whole.losses["unet"][10], rel=5e-3)
+    np.testing.assert_allclose(resumed.losses["unet"], whole.losses["unet"], rtol=3e-2)
     # Not bit-exact: under load the two fits' float reductions differ (thread scheduling); near-zero
     # temporal-conv biases were measured up to 3e-3 apart, so compare the weights as a whole. A
     # wrong resume (new batches or noise) moves the losses by ~10 %, caught above.
@@ -146,7 +152,7 @@ def test_the_miniature_runs_through_env_learner_and_generate(fitted, tmp_path_fa
     cfg = load_config(ROOT / "configs" / "local-diffusion.yaml", fast_overrides(
         run_dir, train__iterations=1, reward__w_e=0, generator__num_frames=4, generator__window=4,
         generator__num_cpus=1, generator__action_space__steps="[2,3]"))
-    assert cfg.generator.backend == "ti2v" and cfg.generator.model == str(cache / "miniature-t2v-v1")
+    assert cfg.generator.backend == "ti2v" and cfg.generator.model == str(cache / "miniature-t2v-v2")
     trainer = PolicyTrainer(cfg)
     try:
         summary = trainer.run(evaluate=False)
@@ -155,5 +161,24 @@ def test_the_miniature_runs_through_env_learner_and_generate(fitted, tmp_path_fa
         ray.shutdown()
     manifest = generate_clips(cfg, policy=summary.policy_path)
     rows = read_jsonl(manifest)
-    assert rows and all(r["model_id"] == str(cache / "miniature-t2v-v1") and r["steps"] in (2, 3) for r in rows)
+    assert rows and all(r["model_id"] == str(cache / "miniature-t2v-v2") and r["steps"] in (2, 3) for r in rows)
     assert all((manifest.parent / r["video"]).is_file() for r in rows)
+
+
+def test_without_a_local_fit_the_name_resolves_to_the_shipped_weights_of_the_default_fit(tmp_path, monkeypatch):
+    """A fresh clone runs `generator.model: miniature` on the weights shipped in the package,
+    fitted by `argen-ray fit-generator` with the default generator.fit settings (their fit.json)."""
+    from argen_ray.ard.tiny_models import miniature_t2v_path
+    from argen_ray.config.generator import FitConfig
+
+    shipped = Path(__file__).resolve().parents[1] / "argen_ray" / "assets" / "miniature"
+    assert sum(f.stat().st_size for f in shipped.rglob("*") if f.is_file()) <= 20 * 2**20
+    monkeypatch.setenv("ARGEN_RAY_CACHE", str(tmp_path))
+    folder = miniature_t2v_path()
+    assert folder == tmp_path / "miniature-t2v-v2" and (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    record = json.loads((folder / "fit.json").read_text())
+    defaults = FitConfig().model_dump()
+    ignored = {"out", "threads", "checkpoint_every", "sample_every", "log_every"}  # do not change the weights
+    assert {k: v for k, v in record["config"].items() if k not in ignored} == \
+        {k: v for k, v in defaults.items() if k not in ignored}
+    assert record["steps"] == defaults["vae_steps"] + defaults["unet_steps"]

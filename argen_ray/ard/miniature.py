@@ -3,17 +3,17 @@
 The model has the ModelScope layout that the `ti2v` backend loads (`damo-vilab/text-to-video-ms-
 1.7b`: AutoencoderKL, UNet3DConditionModel, CLIP text encoder + tokenizer, DDIM scheduler with
 that model's noise schedule) and is saved with `save_pretrained`, so TI2V-Zero runs on it through
-its ordinary `from_pretrained` path. Only the sizes differ: 32x32 pixels, a VAE with spatial
-factor 4 (8x8x4 latents), a two-level UNet, a 2-layer CLIP encoder over a tokenizer that spells
-every knowledge-base word as one token.
+its ordinary `from_pretrained` path. Only the sizes differ: 64x64 pixels, a VAE with spatial
+factor 8 (8x8x4 latents, as the real model's factor), a two-level UNet, a 2-layer CLIP encoder
+over a tokenizer that spells every knowledge-base word as one token.
 
 Fitting (`MiniatureFit.run`) has two phases on one pool of clips rendered by the demo renderer
 for identities drawn from `fit.identity_seed` (never the demo dataset's), every emotion,
 each clip paired with prompts composed as ASI's template composition composes them:
 1. the VAE, on single frames (L2 reconstruction + a small KL term); its latents' scale is then
    set so that scaled latents have unit variance (`scaling_factor`, as Stable Diffusion's);
-2. the UNet and the text encoder, on `fit.window`-frame windows: epsilon prediction on the
-   DDPM schedule, the prompt replaced by "" with probability `text_dropout` (so classifier-free
+2. the UNet and the text encoder, on `fit.window`-frame windows: v- (or epsilon) prediction
+   on the DDPM schedule (`fit.prediction`, recorded in the saved scheduler's config), the prompt replaced by "" with probability `text_dropout` (so classifier-free
    guidance has an unconditional model), and a share of windows that open on a held frame
    (`static_prefix`), the way TI2V-Zero's queue starts as copies of the reference latent.
 The EMA of the UNet and text encoder is what gets saved.
@@ -40,7 +40,7 @@ CHECKPOINT = "checkpoint.pt"
 FIT_RECORD = "fit.json"     # in the model folder: the fit's config, seed, steps, losses, time
 SAMPLE_EMOTIONS = ("happy", "surprise", "disgust")
 # Settings a resumed fit may change: more UNet steps continue the same fit exactly.
-RESUMABLE_CHANGES = {"unet_steps", "checkpoint_every", "sample_every", "log_every", "out"}
+RESUMABLE_CHANGES = {"unet_steps", "checkpoint_every", "sample_every", "log_every", "out", "threads"}
 
 
 class MiniatureFitError(ArgenError):
@@ -99,7 +99,12 @@ def build_miniature(fit):
         num_attention_heads=4, max_position_embeddings=77, projection_dim=width, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
     return TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                 scheduler=DDIMScheduler(**SCHEDULER_CONFIG))
+                                 scheduler=DDIMScheduler(**scheduler_config(fit)))
+
+
+def scheduler_config(fit) -> dict:
+    """text-to-video-ms-1.7b's DDIM schedule with the fit's prediction type."""
+    return {**SCHEDULER_CONFIG, "prediction_type": fit.prediction}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +280,8 @@ class MiniatureFit:
         noise = torch.randn(x0.shape, generator=self.generator)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(clips),), generator=self.generator)
         pred = pipe.unet(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=text).sample
-        loss = F.mse_loss(pred, noise)
+        target = noise if fit.prediction == "epsilon" else scheduler.get_velocity(x0, noise, t)
+        loss = F.mse_loss(pred, target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(pipe.unet.parameters()) + list(pipe.text_encoder.parameters()), 1.0)
@@ -295,7 +301,7 @@ class MiniatureFit:
 
         return TextToVideoSDPipeline(vae=self.pipe.vae.eval(), text_encoder=self.ema_text.eval(),
                                      tokenizer=self.pipe.tokenizer, unet=self.ema_unet.eval(),
-                                     scheduler=DDIMScheduler(**SCHEDULER_CONFIG))
+                                     scheduler=DDIMScheduler(**scheduler_config(self.fit)))
 
     @torch.no_grad()
     def write_samples(self, pool: ClipPool, path: Path) -> Path:
@@ -330,7 +336,7 @@ class MiniatureFit:
         pool = ClipPool.load_or_render(fit, self.work_dir / "clips.npz", self.progress)
         mlflow = self._start_mlflow()
         total = fit.vae_steps + fit.unet_steps
-        scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"})
+        scheduler = DDPMScheduler(**{k: v for k, v in scheduler_config(fit).items() if k != "set_alpha_to_one"})
         latents = None
         bar = tqdm(total=total, initial=self.step, desc="fit miniature", disable=not self.progress)
         clock = time.perf_counter()

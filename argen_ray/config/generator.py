@@ -47,27 +47,30 @@ class FitConfig(Section):
     docs/generator.md "The miniature"). Defaults are the shipped model's recorded settings."""
 
     seed: int = 0
-    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v1
-    size: int = Field(32, ge=32)     # pixels per side (VAE factor 4; the renderer draws >= 32)
+    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v2
+    # 64 px: Haar finds a face in 91 % of real demo frames at 64 px, 12 % at 32 px (docs/generator.md).
+    size: int = Field(64, ge=32)     # pixels per side (the renderer draws >= 32)
     window: int = Field(8, ge=2)     # frames per training window (= generator.window at sampling)
     clip_frames: int = Field(16, ge=2)
-    num_identities: int = Field(20, ge=2)   # rendered people, none of them the demo dataset's
+    num_identities: int = Field(40, ge=2)   # rendered people, none of them the demo dataset's
     clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
-    vae_steps: int = Field(200, ge=0)
-    unet_steps: int = Field(5000, ge=0)
+    vae_steps: int = Field(600, ge=0)
+    unet_steps: int = Field(1600, ge=0)
     batch_size: int = Field(8, ge=1)
     vae_lr: float = Field(1e-3, gt=0)
-    lr: float = Field(5e-4, gt=0)
-    text_dropout: float = Field(0.1, ge=0, le=1)   # classifier-free guidance: prompt -> "" this often
-    static_prefix: float = Field(0.3, ge=0, le=1)  # windows opening on a held frame, as TI2V's queue starts
+    lr: float = Field(1e-3, gt=0)
+    # What the UNet predicts (the saved scheduler's prediction_type): "v_prediction" or "epsilon".
+    prediction: Literal["epsilon", "v_prediction"] = "v_prediction"
+    text_dropout: float = Field(0.15, ge=0, le=1)  # classifier-free guidance: prompt -> "" this often
+    static_prefix: float = Field(0.5, ge=0, le=1)  # windows opening on a held frame, as TI2V's queue starts
     ema_decay: float = Field(0.999, ge=0, lt=1)
     channels: list[int] = Field(default_factory=lambda: [16, 32])  # UNet block widths
-    vae_channels: list[int] = Field(default_factory=lambda: [16, 32, 32])
+    vae_channels: list[int] = Field(default_factory=lambda: [16, 32, 32, 32])  # 4 levels: spatial factor 8
     checkpoint_every: int = Field(100, ge=1)
-    sample_every: int = Field(1000, ge=1)
+    sample_every: int = Field(500, ge=1)
     log_every: int = Field(25, ge=1)
-    threads: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1)   # 2 threads spin under a shared load (docs/generator.md)
 
     @model_validator(mode="after")
     def _shape(self) -> "FitConfig":
