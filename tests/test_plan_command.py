@@ -55,12 +55,19 @@ def test_gpu_hours_follow_the_stated_throughput(preset_plan):
 
 
 def test_memory_per_actor_from_the_real_architectures(preset_plan):
-    _, _, memories = preset_plan
+    cfg, _, memories = preset_plan
     gen = memories["GeneratorActor"]
     # UNet 1,411,233,860 + VAE 83,653,863 + CLIP text 340,387,840 params in fp16 (published sizes:
     # tests/test_gpu_models.py checks them against the hub's weight files).
     assert 3.3 * GIB < gen.params_bytes["float16"] < 3.5 * GIB
     assert 1 * GIB < gen.activation_bytes < 40 * GIB
+    # The peak is the batched UNet call's (max_batch requests x 2 CFG samples x 16 frames): it
+    # follows the batch, so half the requests per call keep half the activations.
+    halved = load_config(GPU_PRESET, [f"generator.max_batch={cfg.generator.max_batch // 2}"])
+    _, mems = build_plan(halved, GPUSpec(), train_clips=9356)
+    half = next(m for m in mems if m.actor == "GeneratorActor")
+    assert half.activation_bytes == pytest.approx(gen.activation_bytes / 2, rel=0.05)
+    assert half.params_bytes == gen.params_bytes
     vlm = memories["VLMActor"]
     assert 8.2e9 * 2 < vlm.params_bytes["bfloat16"] < 8.4e9 * 2
     for m in memories.values():
