@@ -271,17 +271,24 @@ def write_run_report(cfg, state: dict) -> Path:
         keys = [k for k in ("score", "r_t", "r_q", "r_f", "r_e", "r_c", "steps", "alpha", "beta", "nfe") if k in ev["policy"]]
         rows = {"policy": ev["policy"]}
         if ev.get("oracle"):
-            rows.update({"oracle (per-state best)": ev["oracle"], "best fixed action": ev["best_fixed"]})
+            from argen_ray.ard.evaluation import REFERENCE_ROWS
+
+            rows.update({title: ev[label] for label, _, title in REFERENCE_ROWS if ev.get(label)})
         rows.update({**(ev.get("baselines") or {}), "random": ev["random"]})
-        report.table(["actions", *keys], [[name, *(_fmt(row.get(k)) for k in keys)] for name, row in rows.items()])
+        se = ev.get("score_se") or {}
+        labels = {title: label for label, _, title in REFERENCE_ROWS} | {"policy": "policy", "random": "random"}
+        report.table(["actions", *keys, "score s.e."], [[name, *(_fmt(row.get(k)) for k in keys),
+                                                          _fmt(se.get(labels.get(name, name)))]
+                                                         for name, row in rows.items()])
         if ev.get("oracle"):
-            report.paragraph(f"Held-out evaluation on {ev['num_states']} states, every one of the {ev['num_actions']} "
-                             f"actions scored on every state: the policy reaches {ev['oracle_fraction']:.1%} of the "
-                             f"per-state best (regret {ev['regret']:.4f}); random = the mean over all actions."
-                             + (f" Policy − best fixed action: {ev['policy_minus_best_fixed']['mean']:+.4f} "
-                                f"(standard error over the states {ev['policy_minus_best_fixed']['se']:.4f})."
-                                if ev.get("policy_minus_best_fixed") else ""),
-                             note=True)
+            gaps = "; ".join(f"policy − {title}: {ev['policy_minus_' + label]['mean']:+.4f} "
+                             f"(s.e. {ev['policy_minus_' + label]['se']:.4f})"
+                             for label, _, title in REFERENCE_ROWS if ev.get("policy_minus_" + label))
+            report.paragraph(f"Held-out evaluation on {ev['num_states']} states × {ev.get('num_seeds', 1)} generation "
+                             f"seeds, every one of the {ev['num_actions']} actions scored on every (state, seed): the "
+                             f"policy reaches {ev['oracle_fraction']:.1%} of the per-state best on the seed-mean "
+                             f"(regret {ev['regret']:.4f}); random = the mean over all actions; standard errors over "
+                             f"the states. {gaps}.", note=True)
         else:
             report.paragraph(f"Held-out evaluation on {ev['num_states']} states: the trained policy's argmax actions "
                              "against uniformly random actions.", note=True)

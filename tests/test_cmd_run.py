@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 SMALL = ["data.demo.num_identities=5", "data.demo.clips_per_identity=3", "data.demo.frames=8", "data.demo.size=64",
          "data.demo.min_test_clips=0", "recognition.folds=[1]",
          "asi.identity.size_min=32", "ray.num_cpus=4", "reward.num_scorers=1", "generator.num_frames=8",
-         "train.progress=false", "train.iterations=2", "train.batch_size=4", "train.eval_states=2",
+         "train.progress=false", "train.iterations=2", "train.batch_size=4", "train.eval_states=2", "train.eval_seeds=1",
          "recognition.epochs=1", "recognition.num_segments=2", "recognition.image_size=32", "recognition.hidden=16",
          "recognition.augment.per_class={surprise: 2, disgust: 2, fear: 2}", "recognition.diversity_image_size=32", "recognition.diversity_frames=2"]
 

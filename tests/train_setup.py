@@ -51,7 +51,7 @@ def fast_overrides(run_dir: Path, **extra) -> list[str]:
     """Settings that keep a training test short on 2 cores; `extra` adds dotted overrides."""
     values = {"run_dir": str(run_dir), **dict(d.split("=", 1) for d in DEMO),
               "ray.num_cpus": 4, "reward.num_scorers": 1, "train.progress": False, "generator.num_frames": 8,
-              "train.batch_size": 4, "train.eval_states": 2, "train.iterations": 2, "train.checkpoint_every": 1,
+              "train.batch_size": 4, "train.eval_states": 2, "train.eval_seeds": 1, "train.iterations": 2, "train.checkpoint_every": 1,
               **{k.replace("__", "."): v for k, v in extra.items()}}
     return [f"{k}={v}" for k, v in values.items()]
 

@@ -23,19 +23,19 @@ argen_state.json), `policy.pt`, `history.jsonl` (one line per iteration), `state
 """
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from argen_ray.ard.env import CANDIDATE_FIELDS, GROUP_TIMINGS, ARGenEnv, CandidateEvaluator, field_means
+from argen_ray.ard.env import CANDIDATE_FIELDS, GROUP_TIMINGS, ARGenEnv, CandidateEvaluator
+from argen_ray.ard.evaluation import EvalResult, evaluate_policy, evaluation_baselines
 from argen_ray.ard.policy import HEADS, POLICY_FILE, PolicyHandle, export_policy
 from argen_ray.ard.states import StateSet, build_state_encoder, load_states
 from argen_ray.config import Config
@@ -127,163 +127,6 @@ def iteration_metrics(result: dict, wall_s: float) -> dict[str, float]:
     metrics.update({name: float(learner[name]) for name in LEARNER_METRICS if name in learner})
     metrics["wall_s"] = wall_s
     return metrics
-
-
-@dataclass
-class EvalResult:
-    """Held-out comparison of the argmax policy with random actions and, where the action space
-    is small enough (`train.oracle_max_actions`), with every action: the per-state best (the
-    oracle) and the best single fixed action. Each row holds the mean score, reward components,
-    NFE and action values over the held-out states."""
-
-    policy: dict[str, float]
-    random: dict[str, float]
-    objective: float
-    num_states: int
-    per_state: list[dict] = field(default_factory=list)
-    oracle: dict[str, float] | None = None       # the best action of each state
-    best_fixed: dict[str, float] | None = None   # the one action with the best mean over the states
-    baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # named settings, e.g. constant w
-    num_actions: int | None = None               # actions scored per state (None: sampled evaluation)
-    actions: list[dict] | None = None            # the order of each state's "scores" in `per_state`
-
-    @property
-    def regret(self) -> float | None:
-        """Oracle score - policy score (>= 0)."""
-        return None if self.oracle is None else self.oracle["score"] - self.policy["score"]
-
-    @property
-    def oracle_fraction(self) -> float | None:
-        """Policy score / oracle score."""
-        return None if self.oracle is None else self.policy["score"] / self.oracle["score"]
-
-    def gap(self, key: str) -> tuple[float, float] | None:
-        """Policy minus a per-state row (`best_score`: the oracle, `fixed_score`: the best fixed
-        action) as (mean, standard error over the held-out states). The standard error says how
-        much of a gap the states' own scatter explains: on the local preset the alpha/beta
-        actions differ by less than it (docs/training.md)."""
-        if self.oracle is None or not self.per_state:
-            return None
-        diff = np.array([s["policy_score"] - s[key] for s in self.per_state])
-        return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-
-    def rows(self) -> dict[str, dict[str, float]]:
-        """The named rows of the comparison table (policy, oracle, best fixed, baselines, random)."""
-        rows = {"policy": self.policy}
-        if self.oracle is not None:
-            rows.update({"oracle (per-state best)": self.oracle, "best fixed action": self.best_fixed})
-        return {**rows, **self.baselines, "random": self.random}
-
-    def flat_metrics(self) -> dict[str, float]:
-        """MLflow / Tune metrics: eval_<row>_<field>, regret, oracle_fraction and the objective."""
-        rows = {"policy": self.policy, "random": self.random, "oracle": self.oracle, "best_fixed": self.best_fixed,
-                **self.baselines}
-        out = {f"eval_{label}_{k}": float(v) for label, values in rows.items() for k, v in (values or {}).items()}
-        if self.oracle is not None:
-            out.update({"eval_regret": self.regret, "eval_oracle_fraction": self.oracle_fraction})
-            for name, key in (("oracle", "best_score"), ("best_fixed", "fixed_score")):
-                mean, se = self.gap(key)
-                out.update({f"eval_policy_minus_{name}": mean, f"eval_policy_minus_{name}_se": se})
-        out["objective"] = self.objective
-        return out
-
-    def to_json(self) -> dict:
-        gaps = {f"policy_minus_{name}": dict(zip(("mean", "se"), self.gap(key)))
-                for name, key in (("oracle", "best_score"), ("best_fixed", "fixed_score"))} if self.oracle else {}
-        return {"policy": self.policy, "random": self.random, "oracle": self.oracle, "best_fixed": self.best_fixed,
-                "baselines": self.baselines, "regret": self.regret, "oracle_fraction": self.oracle_fraction, **gaps,
-                "num_actions": self.num_actions, "actions": self.actions, "objective": self.objective, "num_states": self.num_states,
-                "per_state": self.per_state}
-
-
-def _means(rows: list[dict]) -> dict[str, float]:
-    return field_means(rows, CANDIDATE_FIELDS)
-
-
-def _action_values(row: dict) -> dict:
-    return {k: row[k] for k in ("steps", "alpha", "beta")}
-
-
-def evaluation_baselines(space) -> dict:
-    """Named generation settings outside the policy's action space, scored on every held-out
-    state beside the policy (name -> `GenerationParams`): TI2V-Zero's constant guidance w = 9.0 at
-    T = 10 (its face setting; resampling as configured, the same r as every other row)."""
-    from argen_ray.ard.guidance import TI2V_ZERO_GUIDANCE, TI2V_ZERO_STEPS
-
-    # the name doubles as an MLflow metric key (eval_<name>_<field>): letters, digits, - . space only
-    return {f"ti2v-zero T{TI2V_ZERO_STEPS} constant w{TI2V_ZERO_GUIDANCE:g}": space.constant()}
-
-
-def evaluate_policy(cfg: Config, policy: PolicyHandle, states: StateSet, evaluator: CandidateEvaluator,
-                    seed: int | None = None, baselines: dict | None = None) -> EvalResult:
-    """Score the argmax policy on `states`, against random actions and, when the action space has
-    at most `train.oracle_max_actions` actions, against every action (oracle, best fixed action).
-
-    Every candidate of a state shares that state's generation seed. With the full table the
-    random row is exact (the mean over all actions); otherwise it is G random actions per state.
-    `baselines` (name -> `GenerationParams`) are scored on every state too.
-    """
-    from tqdm.auto import tqdm
-
-    if len(states) == 0:
-        raise TrainingError("no held-out states to evaluate (train.eval_states is 0)")
-    rng = np.random.default_rng(cfg.seed + 7919 if seed is None else seed)
-    seeds = rng.integers(2 ** 31 - 1, size=len(states))
-    greedy, _ = policy.act(states.text_emb, states.image_emb)
-    nvec = evaluator.action_space.nvec
-    num_actions = int(np.prod(nvec))
-    oracle = num_actions <= cfg.train.oracle_max_actions
-    every = np.array(list(itertools.product(*(range(int(n)) for n in nvec))), np.int64) if oracle else None
-    baselines = dict(baselines or {})
-    policy_rows, random_rows, best_rows, per_state, table = [], [], [], [], []
-    baseline_rows: dict[str, list] = {name: [] for name in baselines}
-    for i in tqdm(range(len(states)), desc="held-out evaluation", unit="state", disable=not cfg.train.progress):
-        if oracle:
-            rows = evaluator.evaluate(states, [i] * len(every), every, int(seeds[i]))
-            scores = np.array([r["score"] for r in rows])
-            mine = rows[int(np.flatnonzero((every == greedy[i]).all(axis=1))[0])]
-            best = rows[int(scores.argmax())]
-            table.append(rows)
-            random_rows.extend(rows)
-            best_rows.append(best)
-            entry = {"best_action": _action_values(best), "best_score": best["score"],
-                     "regret": best["score"] - mine["score"], "random_score": float(scores.mean()),
-                     "scores": scores.tolist()}  # every action's score, in `EvalResult.actions` order
-        else:
-            draws = np.stack([rng.integers(n, size=cfg.reward.group_size) for n in nvec], axis=-1)
-            rows = evaluator.evaluate(states, [i] * (1 + len(draws)), np.concatenate([greedy[i:i + 1], draws]),
-                                      int(seeds[i]))
-            mine = rows[0]
-            random_rows.extend(rows[1:])
-            entry = {"random_score": float(np.mean([r["score"] for r in rows[1:]]))}
-        policy_rows.append(mine)
-        for name, params in baselines.items():
-            baseline_rows[name].append(evaluator.evaluate_params(states, [i], [params], int(seeds[i]))[0])
-        per_state.append({"prompt_id": states.rows[i]["prompt_id"], "action": _action_values(mine),
-                          "policy_score": mine["score"], **entry,
-                          **{f"{name}_score": rows_[-1]["score"] for name, rows_ in baseline_rows.items()}})
-    pol = _means(policy_rows)
-    result = EvalResult(pol, _means(random_rows), objective_score(cfg, pol),
-                        len(states), per_state, baselines={k: _means(v) for k, v in baseline_rows.items()})
-    if oracle:
-        fixed = int(np.mean([[r["score"] for r in rows] for rows in table], axis=0).argmax())
-        result.oracle, result.best_fixed = _means(best_rows), _means([rows[fixed] for rows in table])
-        result.num_actions = num_actions
-        result.actions = [_action_values(r) for r in table[0]]
-        for entry, rows in zip(per_state, table):
-            entry["fixed_score"] = rows[fixed]["score"]
-    return result
-
-
-def objective_score(cfg: Config, means: dict[str, float]) -> float:
-    """The held-out objective: the mean `train.objective` component of the policy's clips (R_c,
-    expression validity, by default: the same yardstick whatever the reward weights) minus
-    `train.nfe_cost` per NFE."""
-    name = cfg.train.objective
-    if name not in means:
-        raise TrainingError(f"train.objective={name} but this run did not compute {name} "
-                            f"(reward.w_{name[2:]} = 0 switches it off)")
-    return float(means[name]) - cfg.train.nfe_cost * float(means["nfe"])
 
 
 def plot_reward_curve(history: list[dict], target: Path) -> Path:

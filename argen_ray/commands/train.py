@@ -45,13 +45,16 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(label, *(f"{values[k]:.3f}" if k in values else "-" for k in columns))
         console.print(table)
         if summary.eval.oracle is not None:
+            from argen_ray.ard.evaluation import REFERENCE_ROWS
+
             fixed = summary.eval.best_fixed
-            console.print(f"every one of the {summary.eval.num_actions} actions scored on every held-out state: "
-                          f"policy = {summary.eval.oracle_fraction:.1%} of the per-state best (regret "
-                          f"{summary.eval.regret:.4f}); best fixed action T={fixed['steps']:g}, "
-                          f"alpha={fixed['alpha']:g}, beta={fixed['beta']:g}")
-            gap, se = summary.eval.gap("fixed_score")
-            console.print(f"policy - best fixed action: {gap:+.4f} (standard error over the states {se:.4f})")
+            console.print(f"every one of the {summary.eval.num_actions} actions scored on every held-out state x "
+                          f"{summary.eval.num_seeds} seeds: policy = {summary.eval.oracle_fraction:.1%} of the "
+                          f"per-state best on the seed-mean (regret {summary.eval.regret:.4f}); best fixed action "
+                          f"T={fixed['steps']:g}, alpha={fixed['alpha']:g}, beta={fixed['beta']:g}")
+            titles = {label: title for label, _, title in REFERENCE_ROWS}
+            for label, (gap, se) in summary.eval.gaps().items():
+                console.print(f"policy - {titles[label]}: {gap:+.4f} (standard error over the states {se:.4f})")
         console.print(f"objective ({cfg.train.objective} - train.nfe_cost x NFE): {summary.eval.objective:.4f}")
     if summary.mlflow_run_id:
         console.print(f"MLflow run {summary.mlflow_run_id} at {tracking_uri(cfg)}")

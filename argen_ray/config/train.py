@@ -39,6 +39,10 @@ class TrainConfig(Section):
     num_learners: int = Field(0, ge=0)
     learner_num_gpus: float = Field(0.0, ge=0)
     eval_states: int = Field(16, ge=0)     # held-out states: argmax policy vs random policy
+    # Generation seeds per held-out state, shared by every action, the policy and the baselines: the
+    # oracle picks each state's best action on the seed-mean (argmax_a E_seed[S]); with one seed it is
+    # the max of single noisy samples (docs/training.md, "Held-out evaluation").
+    eval_seeds: int = Field(1, ge=1)
     # Where the action space has at most this many actions, the held-out evaluation scores every
     # action on every held-out state (the per-state best, the best fixed action, exact random).
     oracle_max_actions: int = Field(100, ge=0)
