@@ -14,10 +14,15 @@
    held-out evaluation scores one seed per state), the per-state best in expectation over seeds
    (what a policy that cannot see the seed could reach at most), the best single fixed action
    and random.
+3. `design`: what the held-out evaluation can show at a given size (states x seeds per state) on
+   the table's measured noise, for a policy that settled on one of the best actions: the expected
+   policy / oracle (seed-mean oracle and per-seed max), how often it reaches 98 %, and policy -
+   best fixed action (in-sample and cross-fitted), by resampling the table (no generator).
 
     .venv/bin/python benchmarks/bench_learning.py table --config configs/local.yaml --set run_dir=DIR --seeds 2
     .venv/bin/python benchmarks/bench_learning.py learn --table DIR/policy/action_table.npz \\
         --seeds 0 1 2 --set train.lr=0.003 --set train.iterations=12
+    .venv/bin/python benchmarks/bench_learning.py design --table DIR/policy/action_table.npz --design 16x1 8x3
 """
 from __future__ import annotations
 
@@ -133,9 +138,47 @@ def learn(cfg, table_path: Path, seed: int, validation: int) -> dict:
             "random": float(scores.mean()), "distinct_actions": len(set(chosen)), "validation_states": len(held)}
 
 
+def evaluation_design(table_path: Path, num_states: int, num_seeds: int, policy_actions: int, draws: int,
+                      seed: int = 0) -> dict:
+    """What the held-out evaluation (argen_ray/ard/evaluation.py) shows at `num_states` x `num_seeds`
+    on this table's noise. Each draw builds an evaluation table: drawn states keep their measured
+    (state, seed) level, every action its measured mean effect, plus a measured within-(state, seed)
+    residual vector (actions x one sample, drawn whole so ties and correlations between actions stay).
+    The policy plays one of the `policy_actions` best actions of the table (by mean) in every state,
+    drawn uniformly: what training reaches on the local preset (it learns T, then settles on an
+    alpha/beta the noise cannot rank). Returns the means over the draws of policy / oracle (the
+    seed-mean oracle and the per-seed max), how often each reaches 98 %, and policy - best fixed
+    (in-sample and cross-fitted) with how often it is >= 0."""
+    from argen_ray.ard.evaluation import best_fixed_action, cross_fitted_fixed, seed_mean_best
+
+    scores = np.load(table_path)["scores"]
+    effect = scores.mean(axis=(0, 1)) - scores.mean()
+    level = scores.mean(axis=2)                                            # (states, seeds)
+    residuals = (scores - level[..., None] - effect).reshape(-1, scores.shape[2])
+    candidates = np.argsort(effect)[::-1][:policy_actions]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(draws):
+        rows = rng.integers(len(scores), size=num_states)
+        lvl = level[rows[:, None], rng.integers(scores.shape[1], size=(num_states, num_seeds))]
+        table = lvl[..., None] + effect + residuals[rng.integers(len(residuals), size=(num_states, num_seeds))]
+        mine = table[:, :, rng.choice(candidates)].mean()
+        oracle = np.take_along_axis(table.mean(axis=1), seed_mean_best(table)[:, None], axis=1).mean()
+        cross = cross_fitted_fixed(table)
+        out.append((mine / oracle, mine / table.max(axis=2).mean(), mine - table[:, :, best_fixed_action(table)].mean(),
+                    np.nan if cross is None else mine - np.mean([table[:, k, a].mean() for k, a in enumerate(cross)])))
+    o = np.array(out)
+    return {"eval_states": num_states, "eval_seeds": num_seeds, "draws": draws,
+            "policy_over_oracle": float(o[:, 0].mean()), "p_oracle_98": float((o[:, 0] >= 0.98).mean()),
+            "policy_over_per_seed_max": float(o[:, 1].mean()), "p_per_seed_98": float((o[:, 1] >= 0.98).mean()),
+            "policy_minus_best_fixed": float(o[:, 2].mean()), "p_best_fixed": float((o[:, 2] >= -1e-12).mean()),
+            "policy_minus_best_fixed_cross": float(np.nanmean(o[:, 3])) if num_seeds > 1 else None,
+            "p_best_fixed_cross": float((o[:, 3] >= -1e-12).mean()) if num_seeds > 1 else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["table", "learn"])
+    parser.add_argument("what", choices=["table", "learn", "design"])
     parser.add_argument("--config", default=str(ROOT / "configs" / "local.yaml"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--table", type=Path)
@@ -143,7 +186,16 @@ def main() -> None:
                         help="table: one number, the generation seeds per state; learn: the training seeds")
     parser.add_argument("--validation", type=int, default=16, help="learn: validation states taken from the table")
     parser.add_argument("--max-states", type=int, default=None, help="table: a seeded subset of the training states")
+    parser.add_argument("--design", nargs="+", default=["16x1", "8x2", "8x3", "16x2", "16x4"],
+                        help="design: evaluation sizes STATESxSEEDS")
+    parser.add_argument("--policy-actions", type=int, default=16, help="design: the policy plays one of the best N")
+    parser.add_argument("--draws", type=int, default=2000, help="design: simulated evaluations per size")
     args = parser.parse_args()
+    if args.what == "design":
+        for size in args.design:
+            n, k = (int(x) for x in size.split("x"))
+            print(json.dumps(evaluation_design(args.table, n, k, args.policy_actions, args.draws)))
+        return
 
     import ray
 
