@@ -15,9 +15,10 @@
    (what a policy that cannot see the seed could reach at most), the best single fixed action
    and random.
 3. `design`: what the held-out evaluation can show at a given size (states x seeds per state) on
-   the table's measured noise, for a policy that settled on one of the best actions: the expected
-   policy / oracle (seed-mean oracle and per-seed max), how often it reaches 98 %, and policy -
-   best fixed action (in-sample and cross-fitted), by resampling the table (no generator).
+   the table's measured state x action effects and seed noise, for a state-blind policy on one
+   fixed action: the expected policy / oracle (seed-mean oracle and per-seed max), how often it
+   reaches 98 %, and policy - best fixed action (in-sample and cross-fitted), by resampling the
+   table (no generator).
 
     .venv/bin/python benchmarks/bench_learning.py table --config configs/local.yaml --set run_dir=DIR --seeds 2
     .venv/bin/python benchmarks/bench_learning.py learn --table DIR/policy/action_table.npz \\
@@ -138,39 +139,42 @@ def learn(cfg, table_path: Path, seed: int, validation: int) -> dict:
             "random": float(scores.mean()), "distinct_actions": len(set(chosen)), "validation_states": len(held)}
 
 
-def evaluation_design(table_path: Path, num_states: int, num_seeds: int, policy_actions: int, draws: int,
+def evaluation_design(table_path: Path, num_states: int, num_seeds: int, policy_rank: int, draws: int,
                       seed: int = 0) -> dict:
     """What the held-out evaluation (argen_ray/ard/evaluation.py) shows at `num_states` x `num_seeds`
-    on this table's noise. Each draw builds an evaluation table: drawn states keep their measured
-    (state, seed) level, every action its measured mean effect, plus a measured within-(state, seed)
-    residual vector (actions x one sample, drawn whole so ties and correlations between actions stay).
-    The policy plays one of the `policy_actions` best actions of the table (by mean) in every state,
-    drawn uniformly: what training reaches on the local preset (it learns T, then settles on an
-    alpha/beta the noise cannot rank). Returns the means over the draws of policy / oracle (the
-    seed-mean oracle and the per-seed max), how often each reaches 98 %, and policy - best fixed
-    (in-sample and cross-fitted) with how often it is >= 0."""
+    on this table. Each draw picks states of the table; a state's "true" action scores are its
+    seed-mean row (its level, the action main effects and the state x action effect), and every
+    simulated seed adds one of the table's within-(state, seed) residual vectors (deviations from
+    the state's seed-mean row, rescaled by sqrt(k / (k - 1)) for the k table seeds; drawn whole,
+    so ties and correlations between actions stay). The policy is state-blind: it plays the
+    table's `policy_rank`-th best action by mean (0: the best fixed action) in every state.
+    Returns the means over the draws of policy / oracle (seed-mean oracle, per-seed max), how
+    often each reaches 98 %, and policy - best fixed (in-sample, cross-fitted), how often >= 0."""
     from argen_ray.ard.evaluation import best_fixed_action, cross_fitted_fixed, seed_mean_best
 
     scores = np.load(table_path)["scores"]
-    effect = scores.mean(axis=(0, 1)) - scores.mean()
-    level = scores.mean(axis=2)                                            # (states, seeds)
-    residuals = (scores - level[..., None] - effect).reshape(-1, scores.shape[2])
-    candidates = np.argsort(effect)[::-1][:policy_actions]
+    k = scores.shape[1]
+    if k < 2:
+        raise SystemExit("design needs a table with >= 2 seeds per state (the seed noise is measured between them)")
+    truth = scores.mean(axis=1)                                            # (states, actions)
+    residuals = ((scores - truth[:, None]) * np.sqrt(k / (k - 1))).reshape(-1, scores.shape[2])
+    action = int(np.argsort(truth.mean(axis=0))[::-1][policy_rank])
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(draws):
         rows = rng.integers(len(scores), size=num_states)
-        lvl = level[rows[:, None], rng.integers(scores.shape[1], size=(num_states, num_seeds))]
-        table = lvl[..., None] + effect + residuals[rng.integers(len(residuals), size=(num_states, num_seeds))]
-        mine = table[:, :, rng.choice(candidates)].mean()
+        table = truth[rows][:, None, :] + residuals[rng.integers(len(residuals), size=(num_states, num_seeds))]
+        mine = table[:, :, action].mean()
         oracle = np.take_along_axis(table.mean(axis=1), seed_mean_best(table)[:, None], axis=1).mean()
         cross = cross_fitted_fixed(table)
         out.append((mine / oracle, mine / table.max(axis=2).mean(), mine - table[:, :, best_fixed_action(table)].mean(),
-                    np.nan if cross is None else mine - np.mean([table[:, k, a].mean() for k, a in enumerate(cross)])))
+                    np.nan if cross is None else mine - np.mean([table[:, j, a].mean() for j, a in enumerate(cross)]),
+                    mine / truth[rows].max(axis=1).mean()))
     o = np.array(out)
-    return {"eval_states": num_states, "eval_seeds": num_seeds, "draws": draws,
+    return {"eval_states": num_states, "eval_seeds": num_seeds, "draws": draws, "policy_rank": policy_rank,
             "policy_over_oracle": float(o[:, 0].mean()), "p_oracle_98": float((o[:, 0] >= 0.98).mean()),
             "policy_over_per_seed_max": float(o[:, 1].mean()), "p_per_seed_98": float((o[:, 1] >= 0.98).mean()),
+            "policy_over_table_state_best": float(o[:, 4].mean()),
             "policy_minus_best_fixed": float(o[:, 2].mean()), "p_best_fixed": float((o[:, 2] >= -1e-12).mean()),
             "policy_minus_best_fixed_cross": float(np.nanmean(o[:, 3])) if num_seeds > 1 else None,
             "p_best_fixed_cross": float((o[:, 3] >= -1e-12).mean()) if num_seeds > 1 else None}
@@ -188,13 +192,14 @@ def main() -> None:
     parser.add_argument("--max-states", type=int, default=None, help="table: a seeded subset of the training states")
     parser.add_argument("--design", nargs="+", default=["16x1", "8x2", "8x3", "16x2", "16x4"],
                         help="design: evaluation sizes STATESxSEEDS")
-    parser.add_argument("--policy-actions", type=int, default=16, help="design: the policy plays one of the best N")
+    parser.add_argument("--policy-rank", type=int, default=0,
+                        help="design: the state-blind policy plays the table's N-th best action (0: the best)")
     parser.add_argument("--draws", type=int, default=2000, help="design: simulated evaluations per size")
     args = parser.parse_args()
     if args.what == "design":
         for size in args.design:
             n, k = (int(x) for x in size.split("x"))
-            print(json.dumps(evaluation_design(args.table, n, k, args.policy_actions, args.draws)))
+            print(json.dumps(evaluation_design(args.table, n, k, args.policy_rank, args.draws)))
         return
 
     import ray
