@@ -14,8 +14,9 @@
    `history.jsonl` as it ends and to MLflow once a checkpoint holds it, so a killed run that
    resumes redoes the iterations after its checkpoint and neither record lists one twice or
    skips one;
-5. exports `policy/policy.pt` (see `load_policy`), evaluates the argmax policy against a
-   random policy on the held-out states, and logs the reward curve plot and the evaluation.
+5. exports `policy/policy.pt` (see `load_policy`), evaluates the argmax policy on the held-out
+   states x `train.eval_seeds` seeds against every action (`argen_ray/ard/evaluation.py`), and
+   logs the reward curve plot and the evaluation.
 
 Layout under `<run_dir>/policy/`: `checkpoints/iter_000005/` (RLlib checkpoint + policy.pt +
 argen_state.json), `policy.pt`, `history.jsonl` (one line per iteration), `state.json`
