@@ -127,10 +127,12 @@ def test_oracle_rows_are_the_per_state_best_the_best_fixed_action_and_the_exact_
 
 
 def test_large_action_spaces_fall_back_to_sampled_random_actions(cfg):
-    cfg = load_config(None, ["train.progress=false", "train.oracle_max_actions=79"])
+    cfg = load_config(None, ["train.progress=false", "train.oracle_max_actions=79", "train.eval_seeds=2"])
     table = np.linspace(0, 1, 80)[None].repeat(3, axis=0)
     every = list(itertools.product(range(5), range(4), range(4)))
-    result = evaluate_policy(cfg, LookupPolicy([every[79]] * 3), _states(3), TableEvaluator(cfg, table))
+    evaluator = TableEvaluator(cfg, table[:, None, :].repeat(2, axis=1))
+    result = evaluate_policy(cfg, LookupPolicy([every[79]] * 3), _states(3), evaluator)
+    assert all(len(seeds) == 2 for seeds in evaluator.seeds.values())  # the policy and G random actions per seed
     assert result.oracle is None and result.regret is None and result.num_actions is None
     assert result.policy["score"] == pytest.approx(1.0)
     assert "oracle (per-state best)" not in result.rows() and set(result.rows()) == {"policy", "random"}
