@@ -143,7 +143,8 @@ def evaluation_design(table_path: Path, num_states: int, num_seeds: int, policy_
                       seed: int = 0) -> dict:
     """What the held-out evaluation (argen_ray/ard/evaluation.py) shows at `num_states` x `num_seeds`
     on this table. Each draw picks states of the table; a state's "true" action scores are its
-    seed-mean row (its level, the action main effects and the state x action effect), and every
+    seed-mean row (its level, the action main effects and the state x action effect, shrunk by
+    its reliability so the k-seed mean's own noise is not counted as effect), and every
     simulated seed adds one of the table's within-(state, seed) residual vectors (deviations from
     the state's seed-mean row, rescaled by sqrt(k / (k - 1)) for the k table seeds; drawn whole,
     so ties and correlations between actions stay). The policy is state-blind: it plays the
@@ -156,8 +157,16 @@ def evaluation_design(table_path: Path, num_states: int, num_seeds: int, policy_
     k = scores.shape[1]
     if k < 2:
         raise SystemExit("design needs a table with >= 2 seeds per state (the seed noise is measured between them)")
-    truth = scores.mean(axis=1)                                            # (states, actions)
-    residuals = ((scores - truth[:, None]) * np.sqrt(k / (k - 1))).reshape(-1, scores.shape[2])
+    cells = scores.mean(axis=1)                                            # (states, actions)
+    residuals = ((scores - cells[:, None]) * np.sqrt(k / (k - 1))).reshape(-1, scores.shape[2])
+    # A k-seed cell mean carries noise variance sigma^2 / k on top of the state x action effect:
+    # shrink the effect by its reliability so the simulated truth holds no measured noise.
+    fitted = cells.mean(axis=1, keepdims=True) + cells.mean(axis=0) - cells.mean()
+    # the seed's shift of a whole (state, seed) row changes no choice: left out of the noise here
+    within = scores - cells[:, None] - (scores.mean(axis=2, keepdims=True) - cells.mean(axis=1)[:, None, None])
+    effect_var, noise_var = (cells - fitted).var(), within.var() * k / (k - 1) / k
+    reliability = max(0.0, 1.0 - noise_var / effect_var)
+    truth = fitted + reliability * (cells - fitted)
     action = int(np.argsort(truth.mean(axis=0))[::-1][policy_rank])
     rng = np.random.default_rng(seed)
     out = []
@@ -172,6 +181,7 @@ def evaluation_design(table_path: Path, num_states: int, num_seeds: int, policy_
                     mine / truth[rows].max(axis=1).mean()))
     o = np.array(out)
     return {"eval_states": num_states, "eval_seeds": num_seeds, "draws": draws, "policy_rank": policy_rank,
+            "effect_reliability": reliability,
             "policy_over_oracle": float(o[:, 0].mean()), "p_oracle_98": float((o[:, 0] >= 0.98).mean()),
             "policy_over_per_seed_max": float(o[:, 1].mean()), "p_per_seed_98": float((o[:, 1] >= 0.98).mean()),
             "policy_over_table_state_best": float(o[:, 4].mean()),
