@@ -19,11 +19,15 @@
    fixed action: the expected policy / oracle (seed-mean oracle and per-seed max), how often it
    reaches 98 %, and policy - best fixed action (in-sample and cross-fitted), by resampling the
    table (no generator).
+4. `effects`: do the actions matter per state? ANOVA F of the action and state x action effects
+   against the seed noise, and what state-aware choice rules earn on a seed they did not see.
 
     .venv/bin/python benchmarks/bench_learning.py table --config configs/local.yaml --set run_dir=DIR --seeds 2
     .venv/bin/python benchmarks/bench_learning.py learn --table DIR/policy/action_table.npz \\
         --seeds 0 1 2 --set train.lr=0.003 --set train.iterations=12
     .venv/bin/python benchmarks/bench_learning.py design --table DIR/policy/action_table.npz --design 16x1 8x3
+    .venv/bin/python benchmarks/bench_learning.py effects --table DIR/policy/action_table.npz \
+        --prompts DIR/prompts/prompts.jsonl
 """
 from __future__ import annotations
 
@@ -190,9 +194,57 @@ def evaluation_design(table_path: Path, num_states: int, num_seeds: int, policy_
             "p_best_fixed_cross": float((o[:, 3] >= -1e-12).mean()) if num_seeds > 1 else None}
 
 
+def action_effects(table_path: Path, prompts: Path | None = None) -> dict:
+    """Do the actions matter, per state? On the actions of the table's smallest T (the ones a
+    trained policy chooses among): two-way ANOVA F of the action main effect and of the state x
+    action effect against the seed noise (each (state, seed) row centred: the seed's shift of a
+    whole row changes no choice), the seed-to-seed correlation of the within-state deviations,
+    and what choice rules earn when they choose on one seed and are scored on another (both ways;
+    2-seed tables): the state's own best, the best fixed action of the other states, the best of
+    the k nearest other states on the state embeddings and, with `prompts`, per emotion / identity."""
+    from scipy import stats
+
+    data = np.load(table_path, allow_pickle=True)
+    scores, actions = data["scores"], data["actions"]
+    sub = scores[:, :, actions[:, 0] == actions[:, 0].min()]
+    n, k, a = sub.shape
+    centred = sub - sub.mean(axis=2, keepdims=True)
+    cell = centred.mean(axis=1)
+    inter = cell - cell.mean(axis=0)
+    ms_res = ((centred - cell[:, None]) ** 2).sum() / (n * (k - 1) * (a - 1))
+    ms_int = k * (inter ** 2).sum() / ((n - 1) * (a - 1))
+    ms_main = n * k * ((cell.mean(axis=0) - cell.mean()) ** 2).sum() / (a - 1)
+    dev = centred - cell.mean(axis=0)
+    out = {"states": n, "seeds": k, "actions": a,
+           "interaction_F": ms_int / ms_res, "interaction_p": float(stats.f.sf(ms_int / ms_res, (n - 1) * (a - 1), n * (k - 1) * (a - 1))),
+           "main_F": ms_main / ms_res, "main_p": float(stats.f.sf(ms_main / ms_res, a - 1, n * (k - 1) * (a - 1))),
+           "noise_sd": float(np.sqrt(ms_res)), "interaction_sd": float(np.sqrt(max(0.0, (ms_int - ms_res) / k))),
+           "seed_correlation": float(np.corrcoef(dev[:, 0].ravel(), dev[:, 1].ravel())[0, 1])}
+    if k != 2:
+        return out
+    means = scores.mean(axis=1)
+    others = lambda s: np.arange(n) != s  # noqa: E731
+    rules = {"own state (other seed)": lambda s, j: scores[s, j].argmax(),
+             "best fixed (other states)": lambda s, j: means[others(s)].mean(axis=0).argmax()}
+    emb = np.concatenate([e / np.linalg.norm(e, axis=1, keepdims=True) for e in (data["text_emb"], data["image_emb"])], 1)
+    sim = emb @ emb.T
+    for nn in (1, 3, 5, 10):
+        rules[f"{nn} nearest states"] = lambda s, j, nn=nn: means[[o for o in np.argsort(-sim[s]) if o != s][:nn]].mean(axis=0).argmax()
+    if prompts:
+        rows = {r["prompt_id"]: r for r in map(json.loads, Path(prompts).read_text().splitlines())}
+        for key in ("emotion", "identity_id"):
+            group = np.array([rows[str(i)].get(key) for i in data["prompt_ids"]])
+            rules[f"per {key}"] = lambda s, j, g=group: means[(g == g[s]) & others(s)].mean(axis=0).argmax() \
+                if ((g == g[s]) & others(s)).any() else means[others(s)].mean(axis=0).argmax()
+    out["cross_fitted"] = {name: float(np.mean([scores[s, 1 - j, rule(s, j)] for s in range(n) for j in range(2)]))
+                           for name, rule in rules.items()}
+    out["in_sample_state_best"] = float(means.max(axis=1).mean())
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["table", "learn", "design"])
+    parser.add_argument("what", choices=["table", "learn", "design", "effects"])
     parser.add_argument("--config", default=str(ROOT / "configs" / "local.yaml"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--table", type=Path)
@@ -205,7 +257,11 @@ def main() -> None:
     parser.add_argument("--policy-rank", type=int, default=0,
                         help="design: the state-blind policy plays the table's N-th best action (0: the best)")
     parser.add_argument("--draws", type=int, default=2000, help="design: simulated evaluations per size")
+    parser.add_argument("--prompts", type=Path, help="effects: prompts.jsonl (per-emotion / identity rules)")
     args = parser.parse_args()
+    if args.what == "effects":
+        print(json.dumps(action_effects(args.table, args.prompts), indent=1))
+        return
     if args.what == "design":
         for size in args.design:
             n, k = (int(x) for x in size.split("x"))
