@@ -5,6 +5,7 @@ import json
 import shlex
 from pathlib import Path
 
+import pip_resolve
 import pytest
 import yaml
 
@@ -13,6 +14,7 @@ from argen_ray.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
 GPU_PRESET = load_config(ROOT / "configs" / "gpu-cluster.yaml")
+PINNED_RUNTIME_ENVS = ["vllm.yaml", "pyfeat.yaml"]
 
 
 def _load(name: str) -> dict:
@@ -151,34 +153,17 @@ def test_crd_validation_catches_typos_and_wrong_types():
     assert any("'zero' is not of type 'integer'" in e.message for e in validator.iter_errors(wrong))
 
 
-def _pypi_reachable() -> bool:
-    import urllib.request
-
-    try:
-        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=10).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["vllm.yaml", "pyfeat.yaml"])
-def test_runtime_env_pins_resolve_with_pips_resolver(name, tmp_path):
-    """`pip install --dry-run` on the env's packages: pip's resolver, no install, no machine config."""
-    import os
-    import subprocess
-    import sys
-
-    if not _pypi_reachable():
+@pytest.mark.parametrize("name", PINNED_RUNTIME_ENVS)
+def test_runtime_env_pins_resolve_with_pips_resolver(name):
+    """`pip install --dry-run` on the env's packages: pip's resolver, no install, no machine config
+    (started at the session's start, tests/pip_resolve.py)."""
+    if not pip_resolve.registry_reachable():
         pytest.skip("the package registry (pypi.org) is unreachable from this machine: cannot resolve")
-    packages = _load(f"runtime_envs/{name}")["pip"]["packages"]
+    packages = pip_resolve.packages(name)
     assert all("==" in p for p in packages), f"{name}: every package must be pinned: {packages}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull}
-    report = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                           "--report", str(report), "--index-url", "https://pypi.org/simple", *packages],
-                          capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, f"{name}: pins do not resolve:\n{proc.stderr[-3000:]}"
+    returncode, stderr, report = pip_resolve.result(name)
+    assert returncode == 0, f"{name}: pins do not resolve:\n{stderr[-3000:]}"
     resolved = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
     for pin in packages:
         pkg, version = pin.split("==")
