@@ -128,7 +128,8 @@ def test_fvd_needs_two_clips_per_set():
 
 def test_i3d_feature_cache_reuses_clips_and_recomputes_a_changed_one(tmp_path):
     """With a cache folder, a clip's features are computed once and read back on the next call
-    (the metrics stage reuses the generation stage's); rewriting the clip recomputes them."""
+    (the metrics stage reuses the generation stage's), also when one call names a clip twice;
+    rewriting the clip recomputes them."""
     import os
 
     from argen_ray.data.video import write_mp4
@@ -153,3 +154,6 @@ def test_i3d_feature_cache_reuses_clips_and_recomputes_a_changed_one(tmp_path):
     os.utime(paths[1], ns=(1, 1))  # a new modification time as well as new contents
     changed = i3d_features(paths, model=model, progress=False, cache_dir=cache)
     assert model.calls == 4 and np.array_equal(changed[[0, 2]], first[[0, 2]]) and not np.allclose(changed[1], first[1])
+    # A path given twice in one call is computed once and gets the same row twice.
+    twice = i3d_features([paths[0], paths[0]], model=model, progress=False, cache_dir=tmp_path / "cache2")
+    assert model.calls == 5 and np.array_equal(twice[0], twice[1]) and np.array_equal(twice[0], first[0])

@@ -36,9 +36,16 @@ def clips(tmp_path_factory):
     return root, Dataset("dfew", root, real)
 
 
-def test_generated_copies_of_the_real_clips_score_zero_and_small_groups_are_reported(clips, tmp_path):
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One run folder for the module: its I3D feature cache serves the real clips to every test,
+    as the generation stage's cache serves the metrics stage."""
+    return tmp_path_factory.mktemp("gen-metrics-run")
+
+
+def test_generated_copies_of_the_real_clips_score_zero_and_small_groups_are_reported(clips, run_dir):
     root, dataset = clips
-    cfg = load_config(None, [f"run_dir={tmp_path}", "recognition.diversity_image_size=32",
+    cfg = load_config(None, [f"run_dir={run_dir}", "recognition.diversity_image_size=32",
                              "recognition.diversity_frames=2"])
     # "Generated" = the real fear/surprise clips themselves: every distance is zero.
     generated = [ClipRecord(f"gen/{r.clip_id}", r.source, r.label, subject=r.subject)
@@ -53,13 +60,13 @@ def test_generated_copies_of_the_real_clips_score_zero_and_small_groups_are_repo
     assert set(result["sfvd"]["per_group"]) == {"s1", "s2"} and result["sfvd"]["value"] > 0
     div = result["diversity"]
     assert div["generated"]["per_class"] == pytest.approx(div["real"]["per_class"])
-    saved = json.loads((tmp_path / "metrics" / "generation.json").read_text())
-    assert saved["fvd"] == result["fvd"] and (tmp_path / "metrics" / "generation_groups.png").is_file()
+    saved = json.loads((run_dir / "metrics" / "generation.json").read_text())
+    assert saved["fvd"] == result["fvd"] and (run_dir / "metrics" / "generation_groups.png").is_file()
 
 
-def test_groups_below_the_minimum_are_skipped_with_the_reason(clips, tmp_path):
+def test_groups_below_the_minimum_are_skipped_with_the_reason(clips, run_dir, tmp_path):
     root, dataset = clips
-    cfg = load_config(None, [f"run_dir={tmp_path}", "recognition.diversity_image_size=32",
+    cfg = load_config(None, [f"run_dir={run_dir}", "recognition.diversity_image_size=32",
                              "recognition.diversity_frames=2", "recognition.fvd_min_group_size=3"])
     generated = [ClipRecord(f"gen{i}", _clip(root / f"g{i}.mp4", 10 + i, i), label_index("fear"), subject="s2")
                  for i in range(3)]

@@ -151,7 +151,12 @@ def i3d_features(videos: Iterable[Video], model=None, batch_size: int = 8, num_f
         raise MetricInputError("no videos given")
     files = [None] * len(videos) if cache_dir is None else [_cache_file(Path(cache_dir), v, num_frames) for v in videos]
     out: list[np.ndarray | None] = [np.load(f) if f is not None and f.is_file() else None for f in files]
-    todo = [i for i, row in enumerate(out) if row is None]
+    # A path given twice (e.g. a clip in both sets) is computed once.
+    first: dict = {}
+    for i, row in enumerate(out):
+        if row is None:
+            first.setdefault(files[i] if files[i] is not None else i, i)
+    todo = sorted(first.values())
     if todo:
         model = model if model is not None else load_i3d()
         device = next(model.parameters()).device
@@ -166,7 +171,7 @@ def i3d_features(videos: Iterable[Video], model=None, batch_size: int = 8, num_f
                     with atomic_path(files[i], suffix=".npy") as tmp, open(tmp, "wb") as fh:
                         np.save(fh, row)
             bar.update(len(index))
-    return np.stack(out)
+    return np.stack([row if row is not None else out[first[files[i]]] for i, row in enumerate(out)])
 
 
 def fvd(videos_a: Sequence[Video], videos_b: Sequence[Video], model=None, **feature_options) -> float:
