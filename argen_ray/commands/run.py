@@ -16,8 +16,9 @@ from argen_ray.commands import add_config_arguments, config_from_args
 from argen_ray.errors import ArgenError
 
 STAGES = ("data", "prompts", "train", "generate", "recognition", "metrics", "report")
-# Stages that leave a core idle for the background I3D features of the real clips (they need the prompts).
-PREFETCH_DURING = ("train", "generate", "recognition")
+# Stages that leave a core idle for the background I3D features of the real clips (and the data
+# stage's dynamics, once the dataset exists).
+PREFETCH_DURING = ("prompts", "train", "generate", "recognition")
 
 
 class RunError(ArgenError, RuntimeError):
@@ -74,7 +75,8 @@ class EndToEndRun:
             if self._prefetch is not None:
                 self._prefetch.stop()
             return
-        if self._prefetch is None:
+        prompts = self.cfg.path("prompts", "prompts.jsonl")
+        if self._prefetch is None or (not self._prefetch.with_subjects and prompts.is_file()):
             from argen_ray.commands.generate import augmentation_plan
             from argen_ray.data.labels import EMOTIONS
             from argen_ray.io import read_jsonl
@@ -82,12 +84,16 @@ class EndToEndRun:
             from argen_ray.metrics.validity import I3D_CACHE
 
             amounts = augmentation_plan(self.cfg, self.dataset).amounts
-            prompts = self.cfg.path("prompts", "prompts.jsonl")
-            subjects = {r.get("subject") for r in read_jsonl(prompts) if amounts.get(r.get("emotion"), 0) > 0}
+            # Before the prompts exist (data, prompts stages) only the generated classes' clips are known.
+            subjects = {r.get("subject") for r in read_jsonl(prompts)
+                        if amounts.get(r.get("emotion"), 0) > 0} if prompts.is_file() else set()
             clips = real_clips_for_metrics(self.dataset, [EMOTIONS.index(c) for c, n in amounts.items() if n > 0],
                                            subjects - {None})
             sources = dict.fromkeys(str(r.source) for part in clips.values() for r in part)
+            if self._prefetch is not None:
+                self._prefetch.stop()
             self._prefetch = I3DPrefetch(sources, self.cfg.path("metrics", I3D_CACHE))
+            self._prefetch.with_subjects = prompts.is_file()
         self._prefetch.start()
 
     # -- the stages, in order; each returns a small JSON-able result ------------------------------
@@ -97,6 +103,7 @@ class EndToEndRun:
         from argen_ray.data.dynamics import measure_dataset_dynamics, write_dynamics
 
         out = summarize_dataset(self.cfg, self.dataset)
+        self.prefetch_i3d(True)  # the dataset exists: the rest of this stage is one thread
         # The real training clips' timing, head motion and noise, which the warp generator draws from.
         measured = measure_dataset_dynamics(self.dataset, progress=self.progress)
         dynamics = write_dynamics(measured, self.cfg.generator.warp.dynamics)

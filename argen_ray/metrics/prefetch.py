@@ -55,6 +55,7 @@ class I3DPrefetch:
         self.sources = [str(s) for s in sources]
         self.cache_dir = Path(cache_dir)
         self.process: subprocess.Popen | None = None
+        self.with_subjects = True  # False: built before the prompts named the subjects (run.py rebuilds it)
         self._job: Path | None = None
 
     def missing(self) -> list[str]:
