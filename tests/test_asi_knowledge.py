@@ -13,9 +13,12 @@ from argen_ray.data.labels import EMOTIONS
 def test_design_prototypes_of_the_scarce_classes():
     kb = load_knowledge_base()
     record_sets = lambda e: [set(r.aus) for r in kb.emotion(e).records]  # noqa: E731
-    # surprise 1+2+5B+26, with the 27 variant; 5 at FACS level B reads "slightly"
-    assert {"AU01", "AU02", "AU05", "AU26"} in record_sets("surprise")
-    assert {"AU01", "AU02", "AU05", "AU27"} in record_sets("surprise")
+    # surprise 1+2+5B+26, with the 27 variant, each scored with the parted lips (25) FACS scores
+    # with a jaw drop that opens the mouth; 5 at FACS level B reads "slightly"
+    assert set(prototype_aus("surprise")) == {"AU01", "AU02", "AU05", "AU26"}
+    assert {"AU01", "AU02", "AU05", "AU25", "AU26"} in record_sets("surprise")
+    assert {"AU01", "AU02", "AU05", "AU25", "AU27"} in record_sets("surprise")
+    assert all("AU25" in r for r in record_sets("surprise") if r & {"AU26", "AU27"})
     assert adverb(prototype_aus("surprise")["AU05"]) == "slightly"
     assert set(prototype_aus("fear")) == {"AU01", "AU02", "AU04", "AU05", "AU07", "AU20", "AU26"}
     for variant in ({"AU09", "AU15", "AU16"}, {"AU09", "AU17"}, {"AU10", "AU17"}):

@@ -16,6 +16,9 @@ from argen_ray.commands import add_config_arguments, config_from_args
 from argen_ray.errors import ArgenError
 
 STAGES = ("data", "prompts", "train", "generate", "recognition", "metrics", "report")
+# Stages that leave a core idle for the background I3D features of the real clips (and the data
+# stage's dynamics, once the dataset exists).
+PREFETCH_DURING = ("prompts", "train", "generate", "recognition")
 
 
 class RunError(ArgenError, RuntimeError):
@@ -37,6 +40,7 @@ class EndToEndRun:
         self.state_path = cfg.path("run.json")
         self.state = self._read_state()
         self._dataset = None
+        self._prefetch = None  # I3DPrefetch of the real clips the metrics score (speed only)
 
     def _read_state(self) -> dict:
         import json
@@ -64,6 +68,34 @@ class EndToEndRun:
     def result(self, stage: str) -> dict:
         return self.state["stages"][stage]["result"]
 
+    def prefetch_i3d(self, run: bool) -> None:
+        """Start (or stop) the background I3D features of the real clips that the validity and
+        generation metrics score, once the prompts fix the classes and subjects (metrics/prefetch.py)."""
+        if not run:
+            if self._prefetch is not None:
+                self._prefetch.stop()
+            return
+        prompts = self.cfg.path("prompts", "prompts.jsonl")
+        if self._prefetch is None or (not self._prefetch.with_subjects and prompts.is_file()):
+            from argen_ray.commands.generate import augmentation_plan
+            from argen_ray.data.labels import EMOTIONS
+            from argen_ray.io import read_jsonl
+            from argen_ray.metrics.prefetch import I3DPrefetch, real_clips_for_metrics
+            from argen_ray.metrics.validity import I3D_CACHE
+
+            amounts = augmentation_plan(self.cfg, self.dataset).amounts
+            # Before the prompts exist (data, prompts stages) only the generated classes' clips are known.
+            subjects = {r.get("subject") for r in read_jsonl(prompts)
+                        if amounts.get(r.get("emotion"), 0) > 0} if prompts.is_file() else set()
+            clips = real_clips_for_metrics(self.dataset, [EMOTIONS.index(c) for c, n in amounts.items() if n > 0],
+                                           subjects - {None})
+            sources = dict.fromkeys(str(r.source) for part in clips.values() for r in part)
+            if self._prefetch is not None:
+                self._prefetch.stop()
+            self._prefetch = I3DPrefetch(sources, self.cfg.path("metrics", I3D_CACHE))
+            self._prefetch.with_subjects = prompts.is_file()
+        self._prefetch.start()
+
     # -- the stages, in order; each returns a small JSON-able result ------------------------------
     def stage_data(self) -> dict:
         from argen_ray.commands.data_summary import summarize_dataset
@@ -71,6 +103,7 @@ class EndToEndRun:
         from argen_ray.data.dynamics import measure_dataset_dynamics, write_dynamics
 
         out = summarize_dataset(self.cfg, self.dataset)
+        self.prefetch_i3d(True)  # the dataset exists: the rest of this stage is one thread
         # The real training clips' timing, head motion and noise, which the warp generator draws from.
         measured = measure_dataset_dynamics(self.dataset, progress=self.progress)
         dynamics = write_dynamics(measured, self.cfg.generator.warp.dynamics)
@@ -106,6 +139,7 @@ class EndToEndRun:
         plan = augmentation_plan(self.cfg, self.dataset)
         manifest = generate_clips(self.cfg, policy=self.result("train")["policy"], amounts=plan.amounts)
         augmentation = write_augmentation(plan, manifest)
+        self.prefetch_i3d(False)  # validity reads the I3D cache and fills in what is missing itself
         validity = validity_metrics(self.cfg, self.dataset, read_generated_clips(manifest), progress=self.progress)
         for line in validity_lines(validity):
             print(f"[argen-ray] validity: {line}")
@@ -130,6 +164,7 @@ class EndToEndRun:
         from argen_ray.metrics.generation import generation_metrics
         from argen_ray.recognition.clips import read_generated_clips
 
+        self.prefetch_i3d(False)
         generated = read_generated_clips(self.result("generate")["manifest"])
         generation_metrics(self.cfg, self.dataset, generated, progress=self.progress)
         return {"results": str(self.cfg.path("metrics", "generation.json"))}
@@ -147,12 +182,14 @@ class EndToEndRun:
         redo = set(STAGES[STAGES.index(from_stage):]) if from_stage else set()
         for name in redo | {"report"}:  # the report always reflects the latest state
             self.state["stages"].pop(name, None)
-        with _parent_run(self.cfg, self.state, self._save_state) as mlflow:
+        with _parent_run(self.cfg, self.state, self._save_state) as mlflow, _stops(self.prefetch_i3d):
             for index, name in enumerate(STAGES, 1):
                 if name in self.state["stages"]:
                     console.print(f"[dim][argen-ray] stage {index}/{len(STAGES)} {name}: done in an earlier run[/]")
                     continue
                 console.rule(f"stage {index}/{len(STAGES)}: {name}")
+                if name in PREFETCH_DURING:
+                    self.prefetch_i3d(True)
                 start = time.perf_counter()
                 result = getattr(self, f"stage_{name}")()
                 seconds = time.perf_counter() - start
@@ -162,6 +199,20 @@ class EndToEndRun:
                     _log_stage(mlflow, name, seconds, result)
                 console.print(f"[argen-ray] {name} finished in {seconds:.0f} s")
         return Path(self.result("report")["report"])
+
+
+class _stops:
+    """Calls `switch(False)` when the block ends, however it ends (the background prefetch)."""
+
+    def __init__(self, switch):
+        self.switch = switch
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.switch(False)
+        return False
 
 
 class _parent_run:

@@ -66,10 +66,11 @@ def generation_metrics(cfg: "Config", dataset: "Dataset", generated: "list[ClipR
     rc = cfg.recognition
     if len(generated) < 2:
         raise MetricInputError(f"{len(generated)} generated clip(s): generation metrics need at least 2")
+    from argen_ray.metrics.prefetch import real_clips_for_metrics
+
     labels = sorted({g.label for g in generated})
-    subjects = {g.subject for g in generated if g.subject}
-    real_same = [r for r in dataset.records if r.label in labels]
-    real_subject = [r for r in dataset.records if r.subject in subjects]
+    real_clips = real_clips_for_metrics(dataset, labels, {g.subject for g in generated if g.subject})
+    real_same, real_subject = real_clips["same_class"], real_clips["same_subject"]
     if len(real_same) < 2:
         raise MetricInputError(f"{dataset.kind} dataset has {len(real_same)} real clip(s) of "
                                f"{', '.join(EMOTIONS[i] for i in labels)}: FVD needs at least 2")

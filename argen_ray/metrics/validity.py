@@ -122,8 +122,9 @@ def validity_metrics(cfg: "Config", dataset: "Dataset", generated: "list[ClipRec
                      out_dir: str | os.PathLike | None = None, progress: bool = True, fvd: bool = True) -> dict:
     """Motion ratio, separability and per-class FVD of `generated` against the real training
     clips of their classes; written to `<out_dir or run_dir/metrics>/validity.json`."""
-    labels = {g.label for g in generated}
-    real_records = [r for r in (dataset.split("train") or dataset.records) if r.label in labels]
+    from argen_ray.metrics.prefetch import real_clips_for_metrics
+
+    real_records = real_clips_for_metrics(dataset, {g.label for g in generated}, ())["validity"]
     real, real_skipped = measure_records(real_records, tracked_record_landmarks, progress, "real clip dynamics")
     gen, gen_skipped = measure_records(generated, tracked_record_landmarks, progress, "generated clip dynamics")
     result = motion_and_separability(real, gen)
