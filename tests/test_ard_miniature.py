@@ -42,7 +42,7 @@ def test_fit_saves_a_modelscope_folder_that_the_ti2v_backend_loads_by_name(fitte
     from argen_ray.config import load_config
 
     fitter, record, cache = fitted
-    folder = cache / "miniature-t2v-v2"
+    folder = cache / "miniature-t2v-v3"
     assert fitter.out_dir == folder
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "TextToVideoSDPipeline"
@@ -152,7 +152,7 @@ def test_the_miniature_runs_through_env_learner_and_generate(fitted, tmp_path_fa
     cfg = load_config(ROOT / "configs" / "local-diffusion.yaml", fast_overrides(
         run_dir, train__iterations=1, reward__w_e=0, generator__num_frames=4, generator__window=4,
         generator__num_cpus=1, generator__action_space__steps="[2,3]"))
-    assert cfg.generator.backend == "ti2v" and cfg.generator.model == str(cache / "miniature-t2v-v2")
+    assert cfg.generator.backend == "ti2v" and cfg.generator.model == str(cache / "miniature-t2v-v3")
     trainer = PolicyTrainer(cfg)
     try:
         summary = trainer.run(evaluate=False)
@@ -161,7 +161,7 @@ def test_the_miniature_runs_through_env_learner_and_generate(fitted, tmp_path_fa
         ray.shutdown()
     manifest = generate_clips(cfg, policy=summary.policy_path)
     rows = read_jsonl(manifest)
-    assert rows and all(r["model_id"] == str(cache / "miniature-t2v-v2") and r["steps"] in (2, 3) for r in rows)
+    assert rows and all(r["model_id"] == str(cache / "miniature-t2v-v3") and r["steps"] in (2, 3) for r in rows)
     assert all((manifest.parent / r["video"]).is_file() for r in rows)
 
 
@@ -175,7 +175,7 @@ def test_without_a_local_fit_the_name_resolves_to_the_shipped_weights_of_the_def
     assert sum(f.stat().st_size for f in shipped.rglob("*") if f.is_file()) <= 20 * 2**20
     monkeypatch.setenv("ARGEN_RAY_CACHE", str(tmp_path))
     folder = miniature_t2v_path()
-    assert folder == tmp_path / "miniature-t2v-v2" and (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert folder == tmp_path / "miniature-t2v-v3" and (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     record = json.loads((folder / "fit.json").read_text())
     defaults = FitConfig().model_dump()
     ignored = {"out", "threads", "checkpoint_every", "sample_every", "log_every"}  # do not change the weights
