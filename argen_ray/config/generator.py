@@ -72,6 +72,9 @@ class FitConfig(Section):
     vae_channels: list[int] = Field(default_factory=lambda: [16, 32, 32, 32])  # 4 levels: spatial factor 8
     latent_channels: int = Field(8, ge=1)   # VAE latent channels (= the UNet's in/out channels)
     vae_edge_weight: float = Field(0.5, ge=0)  # weight of the edge (image-gradient L1) term of the VAE loss
+    # Phase 3: the decoder alone (frozen encoder) on more people, so unseen faces decode sharply.
+    decoder_steps: int = Field(0, ge=0)
+    decoder_identities: int = Field(160, ge=2)
     checkpoint_every: int = Field(100, ge=1)
     sample_every: int = Field(500, ge=1)
     log_every: int = Field(25, ge=1)
