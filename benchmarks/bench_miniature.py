@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -49,6 +50,14 @@ def real_clips(fit, identities: int, seed: int) -> tuple[np.ndarray, list[str]]:
              for i in range(identities) for j, e in enumerate(EMOTIONS)]
     frames = np.stack([synthesize_clip(p, people[p.identity], seed, fit.clip_frames, fit.size).frames for p in plans])
     return frames, [p.emotion for p in plans]
+
+
+@torch.no_grad()
+def vae_reconstructions(pipe, real: np.ndarray) -> np.ndarray:
+    """The VAE's decode(encode(frame)) of every real frame: the best any latent model can show."""
+    x = torch.from_numpy(real.reshape(-1, *real.shape[2:])).float().div(127.5).sub(1).permute(0, 3, 1, 2)
+    out = pipe.vae.decode(pipe.vae.encode(x).latent_dist.mode()).sample
+    return ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy().reshape(real.shape)
 
 
 def generate(pipe, fit, real, emotions, T, r, w) -> list[np.ndarray]:
@@ -93,16 +102,20 @@ def main() -> None:
     real_disp = {e: np.median([apex_displacement(real[i]) for i in range(len(real)) if emotions[i] == e])
                  for e in set(emotions)}
 
-    timings = []
-    for _ in range(2):
-        t0 = time.perf_counter()
+    timings, cpu = [], []
+    for _ in range(2):  # CPU seconds beside wall: on a shared machine the wall time mostly measures the load
+        t0, c0 = time.perf_counter(), time.process_time()
         generate(pipe, fit, real[:1], emotions[:1], 10, 0, 9.0)
         timings.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    face = lambda videos: float(np.mean([scorer.face_presence(v, gray_frames(v))[0] for v in videos]))  # noqa: E731
     results = {"model": str(folder), "identities": args.identities, "emotions": emotion_set,
-               "frames": fit.clip_frames, "sample_s_T10_r0": min(timings),
-               "threads": args.threads, "real": {"r_q": float(np.mean([scorer.quality(gray_frames(v))[0]["r_q"] for v in real])),
-                                                 "face": float(np.mean([scorer.face_presence(v, gray_frames(v))[0] for v in real]))},
+               "frames": fit.clip_frames, "sample_s_T10_r0": min(timings), "sample_cpu_s_T10_r0": min(cpu),
+               "load_average": os.getloadavg()[0], "threads": args.threads,
+               "real": {"r_q": float(np.mean([scorer.quality(gray_frames(v))[0]["r_q"] for v in real])),
+                        "face": face(real), "vae_reconstruction_face": face(vae_reconstructions(pipe, real))},
                "sweeps": {}}
+    print(json.dumps({k: v for k, v in results.items() if k != "sweeps"}), flush=True)
     i3d = real_feats = None
     if args.fvd:
         from argen_ray.metrics.fvd import i3d_features
@@ -124,7 +137,7 @@ def main() -> None:
             seconds = (time.perf_counter() - t0) / len(videos)
             row = {knob: value, "s_per_clip": seconds,
                    "r_q": float(np.mean([scorer.quality(gray_frames(v))[0]["r_q"] for v in videos])),
-                   "face": float(np.mean([scorer.face_presence(v, gray_frames(v))[0] for v in videos])),
+                   "face": face(videos), "face_new_frames": face([v[1:] for v in videos]),
                    "expression_ratio": float(np.median([apex_displacement(videos[i]) / real_disp[emotions[i]]
                                                         for i in expressive])),
                    "neutral_displacement": float(np.mean([apex_displacement(videos[i]) for i in range(len(videos))

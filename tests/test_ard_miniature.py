@@ -42,7 +42,7 @@ def test_fit_saves_a_modelscope_folder_that_the_ti2v_backend_loads_by_name(fitte
     from argen_ray.config import load_config
 
     fitter, record, cache = fitted
-    folder = cache / "miniature-t2v-v2"
+    folder = cache / "miniature-t2v-v3"
     assert fitter.out_dir == folder
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "TextToVideoSDPipeline"
@@ -50,6 +50,9 @@ def test_fit_saves_a_modelscope_folder_that_the_ti2v_backend_loads_by_name(fitte
         assert index[part][1] == cls and (folder / part / "config.json").is_file()
     assert (folder / "tokenizer").is_dir() and (folder / "scheduler" / "scheduler_config.json").is_file()
     assert record["config"]["seed"] == 0 and record["steps"] == 40 and json.loads((folder / "fit.json").read_text())
+    # The UNet denoises the VAE's latents: generator.fit.latent_channels of them (8 by default).
+    unet_cfg, vae_cfg = (json.loads((folder / p / "config.json").read_text()) for p in ("unet", "vae"))
+    assert unet_cfg["in_channels"] == unet_cfg["out_channels"] == vae_cfg["latent_channels"] == 8
     # Sampling reads the objective the UNet was trained with from the saved scheduler.
     assert json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
 
@@ -97,6 +100,36 @@ def test_an_interrupted_fit_resumes_to_the_same_weights(fitted, tmp_path):
     assert diff ** 0.5 <= 0.01 * size ** 0.5, (diff ** 0.5, size ** 0.5)
 
 
+def test_the_decoder_phase_keeps_the_unets_latents_and_trains_the_decoder_on_more_people(tmp_path):
+    """Phase 3 (decoder_steps, resumable after the UNet phase) trains only what comes after the
+    latent, on a pool of decoder_identities people whose first num_identities are the main pool's."""
+    from argen_ray.ard.miniature import MiniatureFit, MiniatureFitError
+
+    def fitter(**changes):
+        return MiniatureFit(fit_config(**{"vae_steps": 3, "unet_steps": 2, "decoder_identities": 3, **changes}),
+                            out_dir=tmp_path / "m", progress=False)
+
+    first = fitter()
+    first.run()
+    before = {k: v.clone() for k, v in first.pipe.vae.state_dict().items()}
+    then = fitter(decoder_steps=3)
+    then.run()
+    after = then.pipe.vae.state_dict()
+    assert len(then.losses["decoder"]) == 3 and then.losses["vae"] == first.losses["vae"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed)
+    assert any(k.startswith("decoder.") for k in changed)
+    main, extra = np.load(tmp_path / "m.work" / "clips.npz"), np.load(tmp_path / "m.work" / "decoder-clips.npz")
+    assert len(extra["frames"]) == 3 * 7 and extra["frames"].shape[1] == 4
+    # The same people first: frame 0 (the neutral start) matches up to the clip's own noise.
+    same = np.abs(extra["frames"][:14, 0].astype(float) - main["frames"][:, 0]).mean()
+    other = np.abs(extra["frames"][7:21, 0].astype(float) - main["frames"][:, 0]).mean()
+    assert same < 2.0 and other > 5 * same, (same, other)
+    # More UNet steps after the decoder phase began would not be the same fit: refused.
+    with pytest.raises(MiniatureFitError, match="unet_steps"):
+        fitter(decoder_steps=3, unet_steps=5).load_checkpoint()
+
+
 def test_other_settings_refuse_to_resume(fitted, tmp_path):
     from argen_ray.ard.miniature import MiniatureFit, MiniatureFitError
 
@@ -121,6 +154,24 @@ def test_training_clips_cover_every_emotion_on_people_outside_the_demo_dataset()
     # ASI's template composition: the emotion's noun, then a knowledge-base description.
     assert all(p.startswith("The person's face shows fear: ") for p in emotion_prompts("fear"))
     assert pool.prompts["disgust"] and pool.prompts["neutral"] == ["The person's face shows calm: a neutral, relaxed face at rest."]
+
+
+def test_the_vae_edge_term_penalises_lost_edges_not_brightness():
+    """The VAE loss's edge term: zero for the image itself and for a uniform brightness shift (no
+    edge changes), positive for a blurred copy, and for a blur more than for that shift."""
+    from argen_ray.ard.miniature import edge_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    assert float(edge_loss(x, x)) == 0.0
+    assert float(edge_loss(x + 0.3, x)) == pytest.approx(0.0, abs=1e-6)
+    assert float(edge_loss(blurred, x)) > 0.1
+    # Edges in one direction only are still seen (both image axes are compared).
+    stripes = torch.zeros(1, 1, 8, 8)
+    stripes[..., ::2, :] = 1.0
+    assert float(edge_loss(torch.zeros_like(stripes), stripes)) > 0.4
+    assert float(edge_loss(torch.zeros_like(stripes), stripes.transpose(-1, -2))) > 0.4
 
 
 def test_training_windows_are_consecutive_or_open_on_a_held_frame():
@@ -152,7 +203,7 @@ def test_the_miniature_runs_through_env_learner_and_generate(fitted, tmp_path_fa
     cfg = load_config(ROOT / "configs" / "local-diffusion.yaml", fast_overrides(
         run_dir, train__iterations=1, reward__w_e=0, generator__num_frames=4, generator__window=4,
         generator__num_cpus=1, generator__action_space__steps="[2,3]"))
-    assert cfg.generator.backend == "ti2v" and cfg.generator.model == str(cache / "miniature-t2v-v2")
+    assert cfg.generator.backend == "ti2v" and cfg.generator.model == str(cache / "miniature-t2v-v3")
     trainer = PolicyTrainer(cfg)
     try:
         summary = trainer.run(evaluate=False)
@@ -161,7 +212,7 @@ def test_the_miniature_runs_through_env_learner_and_generate(fitted, tmp_path_fa
         ray.shutdown()
     manifest = generate_clips(cfg, policy=summary.policy_path)
     rows = read_jsonl(manifest)
-    assert rows and all(r["model_id"] == str(cache / "miniature-t2v-v2") and r["steps"] in (2, 3) for r in rows)
+    assert rows and all(r["model_id"] == str(cache / "miniature-t2v-v3") and r["steps"] in (2, 3) for r in rows)
     assert all((manifest.parent / r["video"]).is_file() for r in rows)
 
 
@@ -175,10 +226,10 @@ def test_without_a_local_fit_the_name_resolves_to_the_shipped_weights_of_the_def
     assert sum(f.stat().st_size for f in shipped.rglob("*") if f.is_file()) <= 20 * 2**20
     monkeypatch.setenv("ARGEN_RAY_CACHE", str(tmp_path))
     folder = miniature_t2v_path()
-    assert folder == tmp_path / "miniature-t2v-v2" and (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert folder == tmp_path / "miniature-t2v-v3" and (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     record = json.loads((folder / "fit.json").read_text())
     defaults = FitConfig().model_dump()
     ignored = {"out", "threads", "checkpoint_every", "sample_every", "log_every"}  # do not change the weights
     assert {k: v for k, v in record["config"].items() if k not in ignored} == \
         {k: v for k, v in defaults.items() if k not in ignored}
-    assert record["steps"] == defaults["vae_steps"] + defaults["unet_steps"]
+    assert record["steps"] == defaults["vae_steps"] + defaults["unet_steps"] + defaults["decoder_steps"]

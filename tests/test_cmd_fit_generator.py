@@ -26,11 +26,11 @@ def _cli(tmp_path, *extra):
 def test_fit_generator_writes_the_model_its_record_samples_and_an_mlflow_run(tmp_path):
     done = _cli(tmp_path, "--seed", "3")
     assert done.returncode == 0, done.stderr[-3000:]
-    model = tmp_path / "cache" / "miniature-t2v-v2"
+    model = tmp_path / "cache" / "miniature-t2v-v3"
     assert (model / "model_index.json").is_file() and (model / "unet" / "config.json").is_file()
     record = json.loads((model / "fit.json").read_text())
     assert record["seed"] == 3 and record["config"]["size"] == 32 and record["steps"] == 12
-    assert list((tmp_path / "cache" / "miniature-t2v-v2.work" / "samples").glob("step-*.gif"))
+    assert list((tmp_path / "cache" / "miniature-t2v-v3.work" / "samples").glob("step-*.gif"))
     with sqlite3.connect(tmp_path / "run" / "mlflow.db") as db:
         names = {r[0] for r in db.execute("select name from runs")}
         metrics = {r[0] for r in db.execute("select key from metrics")}

@@ -47,16 +47,17 @@ class FitConfig(Section):
     docs/generator.md "The miniature"). Defaults are the shipped model's recorded settings."""
 
     seed: int = 0
-    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v2
+    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v3
     # 64 px: Haar finds a face in 91 % of real demo frames at 64 px, 12 % at 32 px (docs/generator.md).
     size: int = Field(64, ge=32)     # pixels per side (the renderer draws >= 32)
-    window: int = Field(8, ge=2)     # frames per training window (= generator.window at sampling)
+    # 4-frame windows: a UNet call on 4 frames costs ~60 % of one on 8, and a clip is 15 windows x T calls.
+    window: int = Field(4, ge=2)     # frames per training window (= generator.window at sampling)
     clip_frames: int = Field(16, ge=2)
     num_identities: int = Field(40, ge=2)   # rendered people, none of them the demo dataset's
     clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
     vae_steps: int = Field(600, ge=0)
-    unet_steps: int = Field(1600, ge=0)
+    unet_steps: int = Field(2500, ge=0)
     batch_size: int = Field(8, ge=1)
     vae_lr: float = Field(1e-3, gt=0)
     lr: float = Field(1e-3, gt=0)
@@ -65,8 +66,15 @@ class FitConfig(Section):
     text_dropout: float = Field(0.15, ge=0, le=1)  # classifier-free guidance: prompt -> "" this often
     static_prefix: float = Field(0.5, ge=0, le=1)  # windows opening on a held frame, as TI2V's queue starts
     ema_decay: float = Field(0.999, ge=0, lt=1)
-    channels: list[int] = Field(default_factory=lambda: [16, 32])  # UNet block widths
+    # One level (no downsampling of the 8x8 latents): half the modules of two levels, so a UNet call
+    # costs ~30 ms on one thread (docs/generator.md); attention at 8x8 already sees the whole face.
+    channels: list[int] = Field(default_factory=lambda: [32])  # UNet block widths
     vae_channels: list[int] = Field(default_factory=lambda: [16, 32, 32, 32])  # 4 levels: spatial factor 8
+    latent_channels: int = Field(8, ge=1)   # VAE latent channels (= the UNet's in/out channels)
+    vae_edge_weight: float = Field(0.5, ge=0)  # weight of the edge (image-gradient L1) term of the VAE loss
+    # Phase 3: the decoder alone (frozen encoder) on more people, so unseen faces decode sharply.
+    decoder_steps: int = Field(0, ge=0)
+    decoder_identities: int = Field(160, ge=2)
     checkpoint_every: int = Field(100, ge=1)
     sample_every: int = Field(500, ge=1)
     log_every: int = Field(25, ge=1)
