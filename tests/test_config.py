@@ -1,6 +1,7 @@
 """The typed config: presets load, overrides apply, mistakes name the key and the file."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,18 @@ def test_local_preset_is_the_embedded_default():
     cfg = load_config(ROOT / "configs" / "local.yaml")
     assert cfg.data.kind == "demo" and cfg.ray.address is None
     assert cfg.tracking.tracking_uri is None  # SQLite in the run directory
+
+
+def test_the_study_preset_is_the_local_preset_over_every_fold_and_two_seeds():
+    """configs/local-study.yaml studies make demo's pipeline: only its run folder and the
+    (fold, seed) pairs may differ from configs/local.yaml."""
+    local = load_config(ROOT / "configs" / "local.yaml").model_dump()
+    study = load_config(ROOT / "configs" / "local-study.yaml").model_dump()
+    assert study["recognition"].pop("folds") == [1, 2, 3, 4, 5] and len(study["recognition"].pop("seeds")) >= 2
+    local["recognition"].pop("folds"), local["recognition"].pop("seeds")
+    # Paths under the run folder (e.g. the measured dynamics) follow run_dir.
+    assert json.loads(json.dumps(study, default=str).replace(str(study["run_dir"]), str(local["run_dir"]))) \
+        == json.loads(json.dumps(local, default=str))
 
 
 def test_dotted_overrides_are_typed():
