@@ -10,8 +10,10 @@
 # the venv's `python`). Ray 2.60 turns token auth on: `start` makes a token for this head and
 # writes it to <temp>/env.sh (mode 600); clients need it for `ray job submit`.
 # Settings (environment): ARGEN_RAY_TEMP (default /tmp/argen-ray-local; keep it short, raylet
-# socket paths are length-limited), RAY_PORT (6379), DASHBOARD_PORT (8265), NUM_CPUS (4: the
-# local preset places a generator actor, 2 scorer actors and an env runner).
+# socket paths are length-limited), RAY_PORT (6379), DASHBOARD_PORT (8265), DASHBOARD_AGENT_PORT
+# (a free port: Ray's fixed default 52365 is taken by any other Ray on the machine, e.g. a local
+# `argen-ray run`, and then the job agent never comes up), NUM_CPUS (4: the local preset places a
+# generator actor, 2 scorer actors and an env runner).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RAY=${RAY:-$ROOT/.venv/bin/ray}
@@ -35,12 +37,14 @@ case "${1:-start}" in
     mkdir -p "$TEMP"
     chmod 700 "$TEMP"
     TOKEN=$("$BIN/python" -c 'import secrets; print(secrets.token_hex(16))')
+    AGENT=${DASHBOARD_AGENT_PORT:-$("$BIN/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
     umask 077
     printf 'export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=%s\nexport ARGEN_RAY_DASHBOARD=http://127.0.0.1:%s\n' \
       "$TOKEN" "$DASH" > "$TEMP/env.sh"
     # `--block` keeps the head in one process group we own: stopping it stops exactly its processes.
     PATH="$BIN:$PATH" RAY_AUTH_MODE=token RAY_AUTH_TOKEN=$TOKEN nohup "$RAY" start --head --block \
-      --port "$PORT" --dashboard-host 127.0.0.1 --dashboard-port "$DASH" --num-cpus "${NUM_CPUS:-4}" \
+      --port "$PORT" --dashboard-host 127.0.0.1 --dashboard-port "$DASH" \
+      --dashboard-agent-listen-port "$AGENT" --num-cpus "${NUM_CPUS:-4}" \
       --temp-dir "$TEMP/ray" --disable-usage-stats > "$TEMP/head.log" 2>&1 &
     echo $! > "$PIDFILE"
     # Ready when a job can be submitted: the Jobs API answers before the node's job agent has
