@@ -68,13 +68,14 @@ class EndToEndRun:
     def result(self, stage: str) -> dict:
         return self.state["stages"][stage]["result"]
 
-    def prefetch_i3d(self, run: bool) -> None:
-        """Start (or stop) the background I3D features of the real clips that the validity and
-        generation metrics score, once the prompts fix the classes and subjects (metrics/prefetch.py)."""
-        if not run:
-            if self._prefetch is not None:
-                self._prefetch.stop()
-            return
+    def stop_prefetch(self) -> None:
+        """Stop the background I3D features (a stage is about to read their cache)."""
+        if self._prefetch is not None:
+            self._prefetch.stop()
+
+    def start_prefetch(self) -> None:
+        """Start the background I3D features of the real clips that the validity and generation
+        metrics score, once the prompts fix the classes and subjects (metrics/prefetch.py)."""
         prompts = self.cfg.path("prompts", "prompts.jsonl")
         if self._prefetch is None or (not self._prefetch.with_subjects and prompts.is_file()):
             from argen_ray.commands.generate import augmentation_plan
@@ -103,7 +104,7 @@ class EndToEndRun:
         from argen_ray.data.dynamics import measure_dataset_dynamics, write_dynamics
 
         out = summarize_dataset(self.cfg, self.dataset)
-        self.prefetch_i3d(True)  # the dataset exists: the rest of this stage is one thread
+        self.start_prefetch()  # the dataset exists: the rest of this stage is one thread
         # The real training clips' timing, head motion and noise, which the warp generator draws from.
         measured = measure_dataset_dynamics(self.dataset, progress=self.progress)
         dynamics = write_dynamics(measured, self.cfg.generator.warp.dynamics)
@@ -139,7 +140,7 @@ class EndToEndRun:
         plan = augmentation_plan(self.cfg, self.dataset)
         manifest = generate_clips(self.cfg, policy=self.result("train")["policy"], amounts=plan.amounts)
         augmentation = write_augmentation(plan, manifest)
-        self.prefetch_i3d(False)  # validity reads the I3D cache and fills in what is missing itself
+        self.stop_prefetch()  # validity reads the I3D cache and fills in what is missing itself
         validity = validity_metrics(self.cfg, self.dataset, read_generated_clips(manifest), progress=self.progress)
         for line in validity_lines(validity):
             print(f"[argen-ray] validity: {line}")
@@ -164,7 +165,7 @@ class EndToEndRun:
         from argen_ray.metrics.generation import generation_metrics
         from argen_ray.recognition.clips import read_generated_clips
 
-        self.prefetch_i3d(False)
+        self.stop_prefetch()
         generated = read_generated_clips(self.result("generate")["manifest"])
         generation_metrics(self.cfg, self.dataset, generated, progress=self.progress)
         return {"results": str(self.cfg.path("metrics", "generation.json"))}
@@ -182,37 +183,26 @@ class EndToEndRun:
         redo = set(STAGES[STAGES.index(from_stage):]) if from_stage else set()
         for name in redo | {"report"}:  # the report always reflects the latest state
             self.state["stages"].pop(name, None)
-        with _parent_run(self.cfg, self.state, self._save_state) as mlflow, _stops(self.prefetch_i3d):
-            for index, name in enumerate(STAGES, 1):
-                if name in self.state["stages"]:
-                    console.print(f"[dim][argen-ray] stage {index}/{len(STAGES)} {name}: done in an earlier run[/]")
-                    continue
-                console.rule(f"stage {index}/{len(STAGES)}: {name}")
-                if name in PREFETCH_DURING:
-                    self.prefetch_i3d(True)
-                start = time.perf_counter()
-                result = getattr(self, f"stage_{name}")()
-                seconds = time.perf_counter() - start
-                self.state["stages"][name] = {"seconds": round(seconds, 1), "finished": time.time(), "result": result}
-                self._save_state()
-                if mlflow:
-                    _log_stage(mlflow, name, seconds, result)
-                console.print(f"[argen-ray] {name} finished in {seconds:.0f} s")
+        with _parent_run(self.cfg, self.state, self._save_state) as mlflow:
+            try:
+                for index, name in enumerate(STAGES, 1):
+                    if name in self.state["stages"]:
+                        console.print(f"[dim][argen-ray] stage {index}/{len(STAGES)} {name}: done in an earlier run[/]")
+                        continue
+                    console.rule(f"stage {index}/{len(STAGES)}: {name}")
+                    if name in PREFETCH_DURING:
+                        self.start_prefetch()
+                    start = time.perf_counter()
+                    result = getattr(self, f"stage_{name}")()
+                    seconds = time.perf_counter() - start
+                    self.state["stages"][name] = {"seconds": round(seconds, 1), "finished": time.time(), "result": result}
+                    self._save_state()
+                    if mlflow:
+                        _log_stage(mlflow, name, seconds, result)
+                    console.print(f"[argen-ray] {name} finished in {seconds:.0f} s")
+            finally:
+                self.stop_prefetch()  # however the run ends
         return Path(self.result("report")["report"])
-
-
-class _stops:
-    """Calls `switch(False)` when the block ends, however it ends (the background prefetch)."""
-
-    def __init__(self, switch):
-        self.switch = switch
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.switch(False)
-        return False
 
 
 class _parent_run:
