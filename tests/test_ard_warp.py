@@ -142,6 +142,23 @@ def test_steps_are_keyframes_solved_and_the_rest_is_cross_faded(generator, feat_
     assert not np.array_equal(few.frames[7], full.frames[7])
 
 
+def test_requests_that_make_the_same_clip_in_one_call_get_equal_independent_clips(generator, feat_neutral):
+    """Every T >= the new-frame count solves the same keyframes: one call renders such a clip once,
+    and each request still gets its own clip, equal to what a call of its own returns."""
+    def request(steps, seed=0):
+        return GenerationRequest(image=feat_neutral, prompt="p", steps=steps, guidance=rising(7), emotion="surprise",
+                                 num_frames=8, seed=seed, request_id=f"T{steps}s{seed}")
+
+    batch = generator.generate([request(10), request(25), request(5), request(25, seed=1)])
+    alone = [generator.generate([r])[0] for r in (request(25), request(5), request(25, seed=1))]
+    assert np.array_equal(batch[0].frames, batch[1].frames) and batch[0].frames is not batch[1].frames
+    assert [r.request_id for r in batch] == ["T10s0", "T25s0", "T5s0", "T25s1"]
+    for got, want in zip(batch[1:], alone):
+        assert np.array_equal(got.frames, want.frames) and got.nfe == want.nfe
+    assert not np.array_equal(batch[1].frames, batch[2].frames)  # fewer keyframes: another clip
+    assert not np.array_equal(batch[1].frames, batch[3].frames)  # another seed: another clip
+
+
 def test_mesh_keeps_the_lips_apart():
     # Only the mouth interior (60-67) may join the upper lip to the lower lip: any other
     # triangle across the mouth would stretch the lips when the jaw drops.

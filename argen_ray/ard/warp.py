@@ -251,16 +251,44 @@ class FaceWarper:
 # The backend
 # ---------------------------------------------------------------------------------------------
 @dataclass
+class _Reference:
+    """A prepared reference image (cached per image: a group warps one image G times)."""
+
+    key: bytes                   # digest of the image as given
+    image: np.ndarray            # the reference, downscaled to warp.max_side
+    points: np.ndarray           # its 68 landmarks
+    _source: np.ndarray | None = None
+
+    @property
+    def source(self) -> np.ndarray:
+        """The reference without its own sensor noise (`denoised`), computed once: non-local
+        means is the costliest step of a short clip."""
+        if self._source is None:
+            self._source = denoised(self.image)
+        return self._source
+
+
+@dataclass
 class _Plan:
     """A checked request with its prepared reference, target AUs and intensity schedule."""
 
     request: GenerationRequest
-    image: np.ndarray            # the reference, downscaled to warp.max_side
-    points: np.ndarray           # its 68 landmarks
+    reference: _Reference
     aus: dict[int, float]        # target intensities, OpenFace 0-5 (this seed's draw inside the bands)
     schedule: np.ndarray         # (N,) fractions of the target per new frame
     landmarks_s: float
     variation: ClipVariation     # what the seed chose (timing, head path, noise)
+
+    @property
+    def positions(self) -> np.ndarray:
+        return keyframe_positions(self.request.steps, len(self.schedule))
+
+    def clip_key(self) -> tuple:
+        """What the rendered clip depends on. Steps enter only through the keyframe positions, so
+        every T >= the clip's new-frame count gives one clip (short RL candidates)."""
+        r = self.request
+        return (self.reference.key, self.positions.tobytes(), self.schedule.tobytes(), tuple(sorted(self.aus.items())),
+                r.seed, r.prompt, r.emotion)
 
 
 @register_generator("warp")
@@ -273,7 +301,7 @@ class WarpGenerator:
         self.cfg = cfg
         self.warp_cfg = cfg.warp
         self.model_id = MODEL_ID
-        self._references: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._references: OrderedDict[bytes, _Reference] = OrderedDict()
         self.dynamics = self._read_dynamics(cfg.warp.dynamics)
 
     @staticmethod
@@ -305,8 +333,8 @@ class WarpGenerator:
         aus = {au: OPENFACE_MAX * v for au, v in variation.amplitudes.items()}
         schedule = expression_schedule(curve, variation.onset, variation.apex, variation.hold)
         t0 = time.perf_counter()
-        image, points = self.prepare_reference(request.image, f"request {name!r}")
-        return _Plan(request, image, points, aus, schedule, time.perf_counter() - t0, variation)
+        reference = self.prepare_reference(request.image, f"request {name!r}")
+        return _Plan(request, reference, aus, schedule, time.perf_counter() - t0, variation)
 
     def target_aus(self, request: GenerationRequest) -> dict[int, float]:
         """The request's target AU intensities on OpenFace's 0-5 scale, stand-ins applied (before
@@ -331,8 +359,8 @@ class WarpGenerator:
             raise WarpError(f"request {name!r}: target AUs {dict(request.aus) or request.emotion!r}: {exc} "
                             f"(intensities are scaled by generator.warp.au_scale={self.warp_cfg.au_scale})") from None
 
-    def prepare_reference(self, image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(reference downscaled to warp.max_side, its 68 landmarks), cached per image."""
+    def prepare_reference(self, image: np.ndarray, name: str) -> _Reference:
+        """The reference downscaled to warp.max_side with its 68 landmarks, cached per image."""
         import cv2
 
         from argen_ray.faces import detect_landmarks
@@ -355,26 +383,40 @@ class WarpGenerator:
             size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
             points = points * (np.array(size) / np.array(image.shape[1::-1]))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        self._references[key] = (image, points)
+        self._references[key] = reference = _Reference(key, image, points)
         if len(self._references) > self.REFERENCE_CACHE:
             self._references.popitem(last=False)
-        return image, points
+        return reference
 
     # -- 2. generation ------------------------------------------------------------------------
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        """One clip per request; every request is checked before any clip is rendered."""
-        return [self.render_clip(plan) for plan in [self.plan(r) for r in requests]]
+        """One clip per request; every request is checked before any clip is rendered. Requests
+        of one call that make the same clip (`_Plan.clip_key`: e.g. the oracle evaluation's
+        actions that differ only in T >= the candidate's new frames) render it once."""
+        plans = [self.plan(r) for r in requests]
+        rendered: dict[tuple, GenerationResult] = {}
+        out = []
+        for plan in plans:
+            key = plan.clip_key()
+            if key not in rendered:
+                rendered[key] = result = self.render_clip(plan)
+            else:
+                first = rendered[key]
+                result = GenerationResult(frames=first.frames.copy(), nfe=first.nfe, timings={"reused_s": 0.0},
+                                          model_id=self.model_id, request_id=plan.request.request_id)
+            out.append(result)
+        return out
 
     def render_clip(self, plan: _Plan) -> GenerationResult:
         """Solve the keyframes, cross-fade the frames between them."""
         t0 = time.perf_counter()
-        image, points, num_new = plan.image, plan.points, len(plan.schedule)
+        image, points, num_new = plan.reference.image, plan.reference.points, len(plan.schedule)
         # With fresh per-frame noise to come, the new frames are warped from the reference without
         # its own noise (else that one noise pattern would be frozen into every frame); frame 0 stays
         # the reference as given.
-        source = denoised(image) if plan.variation.frame_change > 0 else image
+        source = plan.reference.source if plan.variation.frame_change > 0 else image
         warper = FaceWarper(source, points)
-        positions = keyframe_positions(plan.request.steps, num_new)
+        positions = plan.positions
         keyframes = {0: source}
         for n in positions:
             level = plan.schedule[n - 1]
@@ -401,7 +443,7 @@ class WarpGenerator:
         grain until the clip changes from frame to frame as much as it (frame 0 stays as it is)."""
         v = plan.variation
         if v.pose is not None:
-            origin, _, _, iod = face_frame(plan.points)
+            origin, _, _, iod = face_frame(plan.reference.points)
             for n in range(1, len(frames)):
                 frames[n] = move_head(frames[n], v.pose[n], origin, iod)
         if v.frame_change > 0:
@@ -422,7 +464,8 @@ class WarpGenerator:
             raise WarpError(f"encode_state: {len(prompts)} prompts but {len(images)} images")
         rows = []
         for i, img in enumerate(images):
-            image, points = self.prepare_reference(img, f"encode_state: image {i}")
+            reference = self.prepare_reference(img, f"encode_state: image {i}")
+            image, points = reference.image, reference.points
             lo = np.clip(np.floor(points.min(0)).astype(int), 0, None)
             hi = np.ceil(points.max(0)).astype(int) + 1
             face = image[lo[1]:hi[1], lo[0]:hi[0]].reshape(-1, 3).astype(np.float32) / 255.0
