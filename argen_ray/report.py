@@ -288,7 +288,9 @@ def write_run_report(cfg, state: dict) -> Path:
                              f"seeds, every one of the {ev['num_actions']} actions scored on every (state, seed): the "
                              f"policy reaches {ev['oracle_fraction']:.1%} of the per-state best on the seed-mean "
                              f"(regret {ev['regret']:.4f}); random = the mean over all actions; standard errors over "
-                             f"the states. {gaps}.", note=True)
+                             f"the states. {gaps}. Bar: " + "; ".join(
+                                 f"{name}: {'met' if ok else 'not met'}" for name, ok in (ev.get("bars") or {}).items())
+                             + ".", note=True)
         else:
             report.paragraph(f"Held-out evaluation on {ev['num_states']} states: the trained policy's argmax actions "
                              "against uniformly random actions.", note=True)

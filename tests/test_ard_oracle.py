@@ -246,3 +246,10 @@ def test_a_policy_on_each_states_true_best_reaches_the_seed_mean_oracle_but_not_
     blind = evaluate_policy(cfg, LookupPolicy([EVERY[40]] * 4), _states(4), TableEvaluator(cfg, table))
     assert blind.oracle_fraction == pytest.approx(0.65 / 0.8, abs=0.03)
     assert blind.gap("fixed_score")[0] == pytest.approx(0.0)
+    # The bar in eval.json: the state-aware policy meets it, the state-blind one misses the 98 %.
+    assert knows.bars() == {"oracle_fraction >= 0.98": True, "policy >= best_fixed": True,
+                            "policy >= best_fixed_cross": True}
+    assert blind.to_json()["bars"] == {"oracle_fraction >= 0.98": False, "policy >= best_fixed": True,
+                                       "policy >= best_fixed_cross": True}
+    worse = evaluate_policy(cfg, LookupPolicy([EVERY[3]] * 4), _states(4), TableEvaluator(cfg, table))
+    assert worse.bars()["policy >= best_fixed"] is False

@@ -40,6 +40,11 @@ REFERENCE_ROWS = (("oracle", "best_score", "oracle (per-state best)"),
                   ("best_fixed_cross", "fixed_cross_score", "best fixed action (cross-fitted)"))
 
 
+# Issue 14's bar for the local preset: the policy's held-out score reaches this share of the
+# per-state best (oracle) and is not below the best single fixed action.
+ORACLE_BAR = 0.98
+
+
 class EvaluationError(ArgenError):
     """The held-out evaluation cannot run (no held-out states)."""
 
@@ -146,11 +151,22 @@ class EvalResult:
         found = {label: self.gap(key) for label, key, _ in REFERENCE_ROWS}
         return {label: value for label, value in found.items() if value is not None}
 
+    def bars(self) -> dict[str, bool]:
+        """The bar (issue 14) as this evaluation measures it: policy >= ORACLE_BAR x the per-state
+        best, and policy - best fixed action >= 0 (in-sample, and cross-fitted where it exists);
+        empty without the full action table."""
+        if self.oracle is None:
+            return {}
+        gaps = self.gaps()
+        return {f"oracle_fraction >= {ORACLE_BAR:g}": bool(self.oracle_fraction >= ORACLE_BAR),
+                **{f"policy >= {label}": bool(gaps[label][0] >= 0.0) for label in ("best_fixed", "best_fixed_cross")
+                   if label in gaps}}
+
     def to_json(self) -> dict:
         gaps = {f"policy_minus_{label}": dict(zip(("mean", "se"), value)) for label, value in self.gaps().items()}
         return {"policy": self.policy, "random": self.random, **self._references(),
                 "baselines": self.baselines, "score_se": self.score_se, "regret": self.regret,
-                "oracle_fraction": self.oracle_fraction, **gaps, "num_actions": self.num_actions,
+                "oracle_fraction": self.oracle_fraction, **gaps, "bars": self.bars(), "num_actions": self.num_actions,
                 "num_seeds": self.num_seeds, "actions": self.actions, "objective": self.objective,
                 "num_states": self.num_states, "per_state": self.per_state}
 

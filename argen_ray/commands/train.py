@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
             titles = {label: title for label, _, title in REFERENCE_ROWS}
             for label, (gap, se) in summary.eval.gaps().items():
                 console.print(f"policy - {titles[label]}: {gap:+.4f} (standard error over the states {se:.4f})")
+            console.print("bar: " + "; ".join(f"{name}: {'met' if ok else 'NOT met'}"
+                                              for name, ok in summary.eval.bars().items()))
         console.print(f"objective ({cfg.train.objective} - train.nfe_cost x NFE): {summary.eval.objective:.4f}")
     if summary.mlflow_run_id:
         console.print(f"MLflow run {summary.mlflow_run_id} at {tracking_uri(cfg)}")
