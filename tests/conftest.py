@@ -3,6 +3,8 @@
 - One Serve app shared by the HTTP test modules (starting Ray + Serve costs ~30 s on 2 cores).
   Modules marked `shared_serve_app` get it through their `server` fixture; it starts on first use
   and stops as soon as the next test is not in such a module, so no other test sees its Ray instance.
+- `make test` runs two pytest-xdist workers; `pytest_collection_modifyitems` keeps each file (and
+  the shared Serve app's modules) in one worker and starts the files with slow tests first.
 - The runtime envs' pip resolutions (mostly waiting on the registry) start in the background as
   soon as the tests are collected (tests/pip_resolve.py).
 """
@@ -26,6 +28,25 @@ def pytest_runtest_teardown(item, nextitem):
     if _running and (nextitem is None or nextitem.get_closest_marker("shared_serve_app") is None):
         _running.clear()
         stop_app()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """For `make test`'s two pytest-xdist workers (`--dist loadgroup`): each test file is one group,
+    so it runs whole in one worker and its module fixtures are built once, and the modules of the
+    shared Serve app form one group. Files with slow tests go first, so the two workers finish
+    close together instead of one waiting on a long file started last."""
+    def group(item) -> str:
+        return "shared-serve-app" if item.get_closest_marker("shared_serve_app") else item.nodeid.split("::")[0]
+
+    slow_groups = {group(item) for item in items if item.get_closest_marker("slow")}
+    first = {}
+    for n, item in enumerate(items):
+        first.setdefault(group(item), n)
+    # Each group stays contiguous (a serial run too) and keeps its own order.
+    items.sort(key=lambda item: (group(item) not in slow_groups, first[group(item)]))
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
 
 
 def pytest_collection_finish(session):

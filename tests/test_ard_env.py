@@ -11,6 +11,8 @@ import pytest
 
 from train_setup import ROOT, fast_overrides, fresh_run
 
+pytestmark = pytest.mark.slow  # starts Ray and trains or fits
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):

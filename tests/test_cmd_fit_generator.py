@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts Ray and trains or fits
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"size": 32, "window": 4, "clip_frames": 6, "num_identities": 2, "vae_steps": 6, "unet_steps": 6,
          "batch_size": 2, "channels": "[16,32]", "vae_channels": "[8,16,16]", "sample_every": 6, "log_every": 2, "threads": 1}

@@ -11,6 +11,8 @@ import pytest
 
 from train_setup import ROOT, fast_overrides, fresh_run, train_in_process
 
+pytestmark = pytest.mark.slow  # starts Ray and trains or fits
+
 
 def _train(tmp_path_factory, run_dir, evaluate=True, **weights):
     from argen_ray.config import load_config

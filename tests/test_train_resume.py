@@ -19,6 +19,8 @@ import pytest
 
 from train_setup import ROOT, fast_overrides, fresh_run
 
+pytestmark = pytest.mark.slow  # starts Ray and trains or fits
+
 
 def _kill_leftovers(marker: str) -> None:
     """Ray processes of the killed driver's own session (found by its private temp dir)."""
