@@ -2,7 +2,7 @@
 
 Settings come from the config's `generator.fit` section (flags override them). The model is
 saved with `save_pretrained` in the ModelScope folder layout to `generator.fit.out` (default
-`$ARGEN_RAY_CACHE/miniature-t2v-v3`, where `generator.model: miniature` finds it); checkpoints
+`$ARGEN_RAY_CACHE/miniature-t2v-v4`, where `generator.model: miniature` finds it); checkpoints
 and sample GIFs go to `<out>.work/`, and a rerun resumes from the last checkpoint.
 """
 from __future__ import annotations
@@ -13,17 +13,19 @@ from argen_ray.commands import add_config_arguments, config_from_args
 
 # flag -> FitConfig field
 _FLAGS = {"out": "out", "seed": "seed", "vae_steps": "vae_steps", "unet_steps": "unet_steps",
-          "identities": "num_identities", "threads": "threads"}
+          "identities": "num_identities", "vae_identities": "vae_identities", "threads": "threads"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--out", help="model folder (default: generator.fit.out, else $ARGEN_RAY_CACHE/miniature-t2v-v3)")
+    parser.add_argument("--out", help="model folder (default: generator.fit.out, else $ARGEN_RAY_CACHE/miniature-t2v-v4)")
     parser.add_argument("--work-dir", help="checkpoints and sample GIFs (default: <out>.work)")
     parser.add_argument("--seed", type=int, help="weights and sampling seed (default: generator.fit.seed)")
     parser.add_argument("--vae-steps", type=int, help="VAE optimisation steps (default: generator.fit.vae_steps)")
     parser.add_argument("--unet-steps", type=int, help="UNet optimisation steps (default: generator.fit.unet_steps)")
     parser.add_argument("--identities", type=int, help="rendered training identities (default: generator.fit.num_identities)")
+    parser.add_argument("--vae-identities", type=int,
+                        help="rendered people the VAE learns from (default: generator.fit.vae_identities)")
     parser.add_argument("--threads", type=int, help="torch threads (default: generator.fit.threads)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
