@@ -13,8 +13,10 @@ import torch
 
 from argen_ray.ard.tiny_models import MINIATURE_MODEL_NAME
 
-# Test-sized: 32x32 pixels (8x8 latents), 4-frame windows, 2 identities x 7 emotions (the VAE: 3).
-TEST_FIT = {"size": 32, "window": 4, "clip_frames": 6, "num_identities": 2, "vae_identities": 3, "clips_per_emotion": 1,
+# Test-sized: 32x32 pixels (8x8 latents), 4-frame windows, 2 identities x 7 emotions (the VAE: 3),
+# prompts adapted to each clip's AUs.
+TEST_FIT = {"size": 32, "window": 4, "clip_frames": 6, "num_identities": 2, "vae_identities": 3, "prompts": "clip",
+            "clips_per_emotion": 1,
             "vae_steps": 20, "unet_steps": 20, "batch_size": 4, "channels": [16, 32], "vae_channels": [8, 16, 16],
             "checkpoint_every": 10, "sample_every": 20, "log_every": 5, "threads": 1}
 
@@ -137,16 +139,19 @@ def test_the_vae_learns_from_vae_identities_people_and_the_unet_from_num_identit
     the UNet phase its windows from the num_identities pool of full clips."""
     from argen_ray.ard.miniature import MiniatureFit
 
-    def vae_losses(people: int) -> list[float]:
+    def vae_losses(people) -> list[float]:
         fitter = MiniatureFit(fit_config(vae_steps=3, unet_steps=0, vae_identities=people),
                               out_dir=tmp_path / f"m{people}", progress=False)
         fitter.run()
         return fitter.losses["vae"]
 
-    assert vae_losses(3) != vae_losses(4)   # same seed and draws: only the VAE's pool differs
+    # Same seed and draws: only the VAE's pool differs (None: the UNet's clips, as the shipped v3).
+    three, four, unets = vae_losses(3), vae_losses(4), vae_losses(None)
+    assert three != four and unets not in (three, four)
     work = tmp_path / "m4.work"
     assert np.load(work / "frames-4.npz")["frames"].shape[:2] == (4 * 7, 4)
     assert np.load(work / "clips.npz")["frames"].shape[:2] == (2 * 7, 6)
+    assert not list((tmp_path / "mNone.work").glob("frames-*.npz"))
 
 
 def test_other_settings_refuse_to_resume(fitted, tmp_path):
@@ -160,7 +165,7 @@ def test_other_settings_refuse_to_resume(fitted, tmp_path):
 
 
 def test_training_clips_cover_every_emotion_on_people_outside_the_demo_dataset():
-    from argen_ray.ard.miniature_data import ClipPool
+    from argen_ray.ard.miniature_data import ClipPool, emotion_prompts
     from argen_ray.data.demo.clips import make_identities
     from argen_ray.data.labels import EMOTIONS
 
@@ -176,8 +181,12 @@ def test_training_clips_cover_every_emotion_on_people_outside_the_demo_dataset()
     assert surprise["AU01"] >= 0.4 and surprise["AU02"] >= 0.4
     assert max(neutral.values()) < 0.15
     rng = np.random.default_rng(0)
-    assert pool.prompt(pool.emotions.index("neutral"), rng) == "The person's face shows calm: a neutral, relaxed face at rest."
-    assert pool.prompt(pool.emotions.index("fear"), rng).startswith("The person's face shows fear: ")
+    calm = "The person's face shows calm: a neutral, relaxed face at rest."
+    for per_clip in (True, False):
+        assert pool.prompt(pool.emotions.index("neutral"), rng, per_clip) == calm
+        assert pool.prompt(pool.emotions.index("fear"), rng, per_clip).startswith("The person's face shows fear: ")
+    # "emotion" prompts: one knowledge-base description at its default intensities (the shipped v3's).
+    assert pool.prompt(pool.emotions.index("disgust"), rng, False) in emotion_prompts("disgust")
 
 
 def test_prompts_say_how_strongly_the_clip_shows_each_au():
@@ -271,6 +280,9 @@ def test_without_a_local_fit_the_name_resolves_to_the_shipped_weights_of_the_def
     record = json.loads((folder / "fit.json").read_text())
     defaults = FitConfig().model_dump()
     ignored = {"out", "threads", "checkpoint_every", "sample_every", "log_every"}  # do not change the weights
-    assert {k: v for k, v in record["config"].items() if k not in ignored} == \
+    # A setting added after the weights were fitted counts as its default there (defaults keep
+    # reproducing the shipped fit); a recorded setting the config no longer has is an error.
+    assert set(record["config"]) <= set(defaults)
+    assert {k: v for k, v in {**defaults, **record["config"]}.items() if k not in ignored} == \
         {k: v for k, v in defaults.items() if k not in ignored}
     assert record["steps"] == defaults["vae_steps"] + defaults["unet_steps"] + defaults["decoder_steps"]

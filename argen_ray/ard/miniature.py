@@ -9,15 +9,15 @@ over a tokenizer that spells every knowledge-base word as one token.
 
 Fitting (`MiniatureFit.run`) renders clips with the demo renderer for identities drawn from
 `fit.identity_seed` (never the demo dataset's), every emotion, and pairs each clip with prompts
-composed as ASI composes them: the emotion's noun and two knowledge-base records whose
-intensities are adapted to the clip's own AU vector (its rise per AU, as ASI reads it from a
-real clip), so the adverbs say how strongly this clip shows each AU. Phases:
-1. the VAE, on single frames of `fit.vae_identities` people (the first `num_identities` of them
-   the UNet's; L2 reconstruction + an edge term + a small KL term): fitted on the UNet's 40 people
-   alone it found faces in 100 % of theirs but 62-94 % of unseen people's. Its latents' scale is
-   then set so that scaled latents have unit variance (`scaling_factor`, as Stable Diffusion's);
+composed as ASI composes them (`miniature_data.py`; `fit.prompts`: the emotion's knowledge-base
+records at their default intensities, or, "clip", two records adapted to the clip's own AU vector
+so the adverbs say how strongly this clip shows each AU). Phases:
+1. the VAE, on single frames (L2 reconstruction + an edge term + a small KL term) of the UNet's
+   clips or, with `fit.vae_identities`, of 4-frame clips of that many people (the first
+   `num_identities` the UNet's). Its latents' scale is then set so that scaled latents have unit
+   variance (`scaling_factor`, as Stable Diffusion's);
 2. the UNet and the text encoder, on `fit.window`-frame windows of the `num_identities` people's
-   16-frame clips: v- (or epsilon) prediction
+   clips: v- (or epsilon) prediction
    on the DDPM schedule (`fit.prediction`, recorded in the saved scheduler's config), the prompt replaced by "" with probability `text_dropout` (so classifier-free
    guidance has an unconditional model), and a share of windows that open on a held frame
    (`static_prefix`), the way TI2V-Zero's queue starts as copies of the reference latent.
@@ -169,6 +169,9 @@ class MiniatureFit:
         # A setting added after the checkpoint was written counts as its default there.
         written = {**type(self.fit)().model_dump(), **state["config"]}
         changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and written[k] != now[k])
+        # More VAE steps continue the same fit while the UNet phase has not begun (a VAE checked first).
+        if changed == ["vae_steps"] and not state["losses"]["unet"] and state["step"] <= now["vae_steps"]:
+            changed = []
         if state["losses"].get("decoder") and written["unet_steps"] != now["unet_steps"]:
             changed.append("unet_steps (the decoder phase has begun)")
         if changed:
@@ -228,7 +231,8 @@ class MiniatureFit:
         clips = self.rng.integers(0, len(pool.frames), fit.batch_size)
         windows = np.stack([training_window(self.rng, fit.clip_frames, fit.window, fit.static_prefix) for _ in clips])
         x0 = latents[clips[:, None], :, windows].permute(0, 2, 1, 3, 4) * pipe.vae.config.scaling_factor
-        prompts = ["" if self.rng.random() < fit.text_dropout else pool.prompt(int(c), self.rng) for c in clips]
+        per_clip = fit.prompts == "clip"
+        prompts = ["" if self.rng.random() < fit.text_dropout else pool.prompt(int(c), self.rng, per_clip) for c in clips]
         ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
         text = pipe.text_encoder(ids).last_hidden_state
@@ -272,7 +276,7 @@ class MiniatureFit:
         rows = []
         for k, emotion in enumerate(SAMPLE_EMOTIONS):
             c = pool.emotions.index(emotion)
-            out = ti2v(pool.prompt(c, np.random.default_rng(k)), image=pool.frames[c, 0],
+            out = ti2v(pool.prompt(c, np.random.default_rng(k), self.fit.prompts == "clip"), image=pool.frames[c, 0],
                        num_frames=self.fit.clip_frames, num_inference_steps=10, guidance_scale=9.0, window_size=self.fit.window, height=self.fit.size,
                        width=self.fit.size, generator=torch.Generator().manual_seed(k), output_type="uint8")
             rows.append(np.concatenate([pool.frames[c], out.frames[0]], axis=2))
@@ -300,7 +304,7 @@ class MiniatureFit:
                 phase = "vae" if self.step < fit.vae_steps else "unet" if self.step < fit.vae_steps + fit.unet_steps \
                     else "decoder"
                 if phase == "vae" and vae_pool is None:
-                    vae_pool = self.frame_pool(fit.vae_identities)
+                    vae_pool = pool if fit.vae_identities is None else self.frame_pool(fit.vae_identities)
                 if phase == "unet" and latents is None:
                     latents = self._prepare_latents(pool)
                 if phase == "decoder" and decoder_pool is None:

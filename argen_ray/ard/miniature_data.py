@@ -73,7 +73,8 @@ def prompt_words() -> list[str]:
 class ClipPool:
     frames: np.ndarray          # (N, F, S, S, 3) uint8
     emotions: list[str]         # per clip
-    aus: list[dict[str, float]]  # per clip: its AU vector (`clip_au_vector`), what its prompts describe
+    aus: list[dict[str, float]]  # per clip: its AU vector (`clip_au_vector`), what "clip" prompts describe
+    by_emotion: dict[str, list[str]]  # per emotion: `emotion_prompts`, the "emotion" prompts
 
     @classmethod
     def load_or_render(cls, fit, cache: Path, progress: bool = True) -> "ClipPool":
@@ -109,11 +110,19 @@ class ClipPool:
     @classmethod
     def of(cls, fit, frames: np.ndarray) -> "ClipPool":
         """The pool of `fit`'s clips (`pool_plans`) with their rendered frames."""
-        plans = pool_plans(fit)
-        return cls(frames, [p.emotion for p in plans], [plan_au_vector(p, fit) for p in plans])
+        from argen_ray.data.labels import EMOTIONS
 
-    def prompt(self, clip: int, rng: np.random.Generator) -> str:
-        return composed_prompt(self.emotions[clip], self.aus[clip], rng)
+        plans = pool_plans(fit)
+        return cls(frames, [p.emotion for p in plans], [plan_au_vector(p, fit) for p in plans],
+                   {e: emotion_prompts(e) for e in EMOTIONS})
+
+    def prompt(self, clip: int, rng: np.random.Generator, per_clip: bool) -> str:
+        """A training prompt of `clip`: adapted to its AU vector (`per_clip`, generator.fit.prompts
+        "clip"), or one of its emotion's knowledge-base prompts ("emotion")."""
+        if per_clip:
+            return composed_prompt(self.emotions[clip], self.aus[clip], rng)
+        options = self.by_emotion[self.emotions[clip]]
+        return options[int(rng.integers(len(options)))]
 
 
 def pool_plans(fit) -> list:
