@@ -154,6 +154,27 @@ def test_the_vae_learns_from_vae_identities_people_and_the_unet_from_num_identit
     assert not list((tmp_path / "mNone.work").glob("frames-*.npz"))
 
 
+def test_more_vae_steps_continue_the_vae_until_the_unet_phase_begins(tmp_path):
+    """A VAE checked on its own (`--unet-steps 0`) continues with more VAE steps as the longer fit
+    would have run; once UNet steps were taken, more VAE steps are refused."""
+    from argen_ray.ard.miniature import MiniatureFit, MiniatureFitError
+
+    def fitter(name: str, **changes):
+        return MiniatureFit(fit_config(**{"unet_steps": 0, "vae_identities": None, **changes}),
+                            out_dir=tmp_path / name, progress=False)
+
+    whole = fitter("whole", vae_steps=4)
+    whole.run()
+    fitter("parts", vae_steps=2).run()
+    resumed = fitter("parts", vae_steps=4)
+    resumed.run()
+    assert resumed.losses["vae"][:2] == whole.losses["vae"][:2] and len(resumed.losses["vae"]) == 4
+    np.testing.assert_allclose(resumed.losses["vae"], whole.losses["vae"], rtol=1e-3)
+    fitter("parts", vae_steps=4, unet_steps=1).run()
+    with pytest.raises(MiniatureFitError, match="vae_steps"):
+        fitter("parts", vae_steps=6, unet_steps=1).load_checkpoint()
+
+
 def test_other_settings_refuse_to_resume(fitted, tmp_path):
     from argen_ray.ard.miniature import MiniatureFit, MiniatureFitError
 
