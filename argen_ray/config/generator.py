@@ -56,7 +56,8 @@ class FitConfig(Section):
     num_identities: int = Field(40, ge=2)   # rendered people of the UNet's clips, none of them the demo dataset's
     # The VAE's single frames: null = the UNet's clips (the shipped v3); N = 4-frame clips of N people
     # (the first num_identities the UNet's). v3's VAE finds faces in 100 % of its 40 people's frames,
-    # 62-94 % of unseen people's; 400 people at 600 steps measured worse (docs/generator.md).
+    # 62-94 % of unseen people's; 400 people: worse at 600 steps, 0.98 vs 0.94 on the demo people at
+    # 1000 steps but worse on another set (docs/generator.md); no UNet fitted on it yet.
     vae_identities: int | None = Field(None, ge=2)
     # UNet prompts: "emotion" = one knowledge-base record at its default intensities, whatever the clip
     # shows (the shipped v3); "clip" = ASI's two-record composition adapted to the clip's AU vector,
