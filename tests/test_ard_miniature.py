@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-# Test-sized: 32x32 pixels (8x8 latents), 4-frame windows, 2 identities x 7 emotions.
-TEST_FIT = {"size": 32, "window": 4, "clip_frames": 6, "num_identities": 2, "clips_per_emotion": 1,
+from argen_ray.ard.tiny_models import MINIATURE_MODEL_NAME
+
+# Test-sized: 32x32 pixels (8x8 latents), 4-frame windows, 2 identities x 7 emotions (the VAE: 3),
+# prompts adapted to each clip's AUs.
+TEST_FIT = {"size": 32, "window": 4, "clip_frames": 6, "num_identities": 2, "vae_identities": 3, "prompts": "clip",
+            "clips_per_emotion": 1,
             "vae_steps": 20, "unet_steps": 20, "batch_size": 4, "channels": [16, 32], "vae_channels": [8, 16, 16],
             "checkpoint_every": 10, "sample_every": 20, "log_every": 5, "threads": 1}
 
@@ -42,7 +46,7 @@ def test_fit_saves_a_modelscope_folder_that_the_ti2v_backend_loads_by_name(fitte
     from argen_ray.config import load_config
 
     fitter, record, cache = fitted
-    folder = cache / "miniature-t2v-v3"
+    folder = cache / MINIATURE_MODEL_NAME
     assert fitter.out_dir == folder
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "TextToVideoSDPipeline"
@@ -106,7 +110,7 @@ def test_the_decoder_phase_keeps_the_unets_latents_and_trains_the_decoder_on_mor
     from argen_ray.ard.miniature import MiniatureFit, MiniatureFitError
 
     def fitter(**changes):
-        return MiniatureFit(fit_config(**{"vae_steps": 3, "unet_steps": 2, "decoder_identities": 3, **changes}),
+        return MiniatureFit(fit_config(**{"vae_steps": 3, "unet_steps": 2, "decoder_identities": 4, **changes}),
                             out_dir=tmp_path / "m", progress=False)
 
     first = fitter()
@@ -119,8 +123,8 @@ def test_the_decoder_phase_keeps_the_unets_latents_and_trains_the_decoder_on_mor
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed)
     assert any(k.startswith("decoder.") for k in changed)
-    main, extra = np.load(tmp_path / "m.work" / "clips.npz"), np.load(tmp_path / "m.work" / "decoder-clips.npz")
-    assert len(extra["frames"]) == 3 * 7 and extra["frames"].shape[1] == 4
+    main, extra = np.load(tmp_path / "m.work" / "clips.npz"), np.load(tmp_path / "m.work" / "frames-4.npz")
+    assert len(extra["frames"]) == 4 * 7 and extra["frames"].shape[1] == 4
     # The same people first: frame 0 (the neutral start) matches up to the clip's own noise.
     same = np.abs(extra["frames"][:14, 0].astype(float) - main["frames"][:, 0]).mean()
     other = np.abs(extra["frames"][7:21, 0].astype(float) - main["frames"][:, 0]).mean()
@@ -128,6 +132,47 @@ def test_the_decoder_phase_keeps_the_unets_latents_and_trains_the_decoder_on_mor
     # More UNet steps after the decoder phase began would not be the same fit: refused.
     with pytest.raises(MiniatureFitError, match="unet_steps"):
         fitter(decoder_steps=3, unet_steps=5).load_checkpoint()
+
+
+def test_the_vae_learns_from_vae_identities_people_and_the_unet_from_num_identities(tmp_path):
+    """The VAE phase draws its frames from the vae_identities pool (4-frame clips of more people),
+    the UNet phase its windows from the num_identities pool of full clips."""
+    from argen_ray.ard.miniature import MiniatureFit
+
+    def vae_losses(people) -> list[float]:
+        fitter = MiniatureFit(fit_config(vae_steps=3, unet_steps=0, vae_identities=people),
+                              out_dir=tmp_path / f"m{people}", progress=False)
+        fitter.run()
+        return fitter.losses["vae"]
+
+    # Same seed and draws: only the VAE's pool differs (None: the UNet's clips, as the shipped v3).
+    three, four, unets = vae_losses(3), vae_losses(4), vae_losses(None)
+    assert three != four and unets not in (three, four)
+    work = tmp_path / "m4.work"
+    assert np.load(work / "frames-4.npz")["frames"].shape[:2] == (4 * 7, 4)
+    assert np.load(work / "clips.npz")["frames"].shape[:2] == (2 * 7, 6)
+    assert not list((tmp_path / "mNone.work").glob("frames-*.npz"))
+
+
+def test_more_vae_steps_continue_the_vae_until_the_unet_phase_begins(tmp_path):
+    """A VAE checked on its own (`--unet-steps 0`) continues with more VAE steps as the longer fit
+    would have run; once UNet steps were taken, more VAE steps are refused."""
+    from argen_ray.ard.miniature import MiniatureFit, MiniatureFitError
+
+    def fitter(name: str, **changes):
+        return MiniatureFit(fit_config(**{"unet_steps": 0, "vae_identities": None, **changes}),
+                            out_dir=tmp_path / name, progress=False)
+
+    whole = fitter("whole", vae_steps=4)
+    whole.run()
+    fitter("parts", vae_steps=2).run()
+    resumed = fitter("parts", vae_steps=4)
+    resumed.run()
+    assert resumed.losses["vae"][:2] == whole.losses["vae"][:2] and len(resumed.losses["vae"]) == 4
+    np.testing.assert_allclose(resumed.losses["vae"], whole.losses["vae"], rtol=1e-3)
+    fitter("parts", vae_steps=4, unet_steps=1).run()
+    with pytest.raises(MiniatureFitError, match="vae_steps"):
+        fitter("parts", vae_steps=6, unet_steps=1).load_checkpoint()
 
 
 def test_other_settings_refuse_to_resume(fitted, tmp_path):
@@ -141,7 +186,7 @@ def test_other_settings_refuse_to_resume(fitted, tmp_path):
 
 
 def test_training_clips_cover_every_emotion_on_people_outside_the_demo_dataset():
-    from argen_ray.ard.miniature import ClipPool, emotion_prompts
+    from argen_ray.ard.miniature_data import ClipPool, emotion_prompts
     from argen_ray.data.demo.clips import make_identities
     from argen_ray.data.labels import EMOTIONS
 
@@ -151,9 +196,35 @@ def test_training_clips_cover_every_emotion_on_people_outside_the_demo_dataset()
     demo = make_identities(0, 40)
     for person in make_identities(fit.identity_seed, fit.num_identities):
         assert not any(np.allclose(person.neutral, d.neutral) for d in demo)
-    # ASI's template composition: the emotion's noun, then a knowledge-base description.
-    assert all(p.startswith("The person's face shows fear: ") for p in emotion_prompts("fear"))
-    assert pool.prompts["disgust"] and pool.prompts["neutral"] == ["The person's face shows calm: a neutral, relaxed face at rest."]
+    # Each clip's AU vector is its rise per AU (0-1): a surprise clip raises its brows by at least
+    # the renderer's smallest apex (2.5 of 5, weight 1, -15 %), a neutral clip moves by jitter only.
+    surprise, neutral = pool.aus[pool.emotions.index("surprise")], pool.aus[pool.emotions.index("neutral")]
+    assert surprise["AU01"] >= 0.4 and surprise["AU02"] >= 0.4
+    assert max(neutral.values()) < 0.15
+    rng = np.random.default_rng(0)
+    calm = "The person's face shows calm: a neutral, relaxed face at rest."
+    for per_clip in (True, False):
+        assert pool.prompt(pool.emotions.index("neutral"), rng, per_clip) == calm
+        assert pool.prompt(pool.emotions.index("fear"), rng, per_clip).startswith("The person's face shows fear: ")
+    # "emotion" prompts: one knowledge-base description at its default intensities (the shipped v3's).
+    assert pool.prompt(pool.emotions.index("disgust"), rng, False) in emotion_prompts("disgust")
+
+
+def test_prompts_say_how_strongly_the_clip_shows_each_au():
+    """ASI's composition (emotion noun + the first two descriptions), each record adapted to the
+    clip's AU vector: the text carries the amplitude that classifier-free guidance amplifies."""
+    from argen_ray.ard.miniature_data import composed_prompt
+    from argen_ray.asi.au import AU_NAMES
+
+    def prompt(level: float, seed: int) -> str:
+        return composed_prompt("happy", {name: level for name in AU_NAMES}, np.random.default_rng(seed))
+
+    for seed in range(5):
+        strong, weak = prompt(0.9, seed), prompt(0.1, seed)
+        assert strong.startswith("The person's face shows happiness: ") and strong.count(";") == 1
+        assert "strongly" in strong and "slightly" not in strong and "moderately" not in strong
+        assert "slightly" in weak and "strongly" not in weak
+        assert strong.replace("strongly", "slightly") == weak   # the same records, other adverbs
 
 
 def test_the_vae_edge_term_penalises_lost_edges_not_brightness():
@@ -175,7 +246,7 @@ def test_the_vae_edge_term_penalises_lost_edges_not_brightness():
 
 
 def test_training_windows_are_consecutive_or_open_on_a_held_frame():
-    from argen_ray.ard.miniature import training_window
+    from argen_ray.ard.miniature_data import training_window
 
     rng = np.random.default_rng(0)
     for _ in range(50):
@@ -203,7 +274,7 @@ def test_the_miniature_runs_through_env_learner_and_generate(fitted, tmp_path_fa
     cfg = load_config(ROOT / "configs" / "local-diffusion.yaml", fast_overrides(
         run_dir, train__iterations=1, reward__w_e=0, generator__num_frames=4, generator__window=4,
         generator__num_cpus=1, generator__action_space__steps="[2,3]"))
-    assert cfg.generator.backend == "ti2v" and cfg.generator.model == str(cache / "miniature-t2v-v3")
+    assert cfg.generator.backend == "ti2v" and cfg.generator.model == str(cache / MINIATURE_MODEL_NAME)
     trainer = PolicyTrainer(cfg)
     try:
         summary = trainer.run(evaluate=False)
@@ -212,7 +283,7 @@ def test_the_miniature_runs_through_env_learner_and_generate(fitted, tmp_path_fa
         ray.shutdown()
     manifest = generate_clips(cfg, policy=summary.policy_path)
     rows = read_jsonl(manifest)
-    assert rows and all(r["model_id"] == str(cache / "miniature-t2v-v3") and r["steps"] in (2, 3) for r in rows)
+    assert rows and all(r["model_id"] == str(cache / MINIATURE_MODEL_NAME) and r["steps"] in (2, 3) for r in rows)
     assert all((manifest.parent / r["video"]).is_file() for r in rows)
 
 
@@ -226,10 +297,13 @@ def test_without_a_local_fit_the_name_resolves_to_the_shipped_weights_of_the_def
     assert sum(f.stat().st_size for f in shipped.rglob("*") if f.is_file()) <= 20 * 2**20
     monkeypatch.setenv("ARGEN_RAY_CACHE", str(tmp_path))
     folder = miniature_t2v_path()
-    assert folder == tmp_path / "miniature-t2v-v3" and (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert folder == tmp_path / MINIATURE_MODEL_NAME and (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     record = json.loads((folder / "fit.json").read_text())
     defaults = FitConfig().model_dump()
     ignored = {"out", "threads", "checkpoint_every", "sample_every", "log_every"}  # do not change the weights
-    assert {k: v for k, v in record["config"].items() if k not in ignored} == \
+    # A setting added after the weights were fitted counts as its default there (defaults keep
+    # reproducing the shipped fit); a recorded setting the config no longer has is an error.
+    assert set(record["config"]) <= set(defaults)
+    assert {k: v for k, v in {**defaults, **record["config"]}.items() if k not in ignored} == \
         {k: v for k, v in defaults.items() if k not in ignored}
     assert record["steps"] == defaults["vae_steps"] + defaults["unet_steps"] + defaults["decoder_steps"]

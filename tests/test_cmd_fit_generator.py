@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from argen_ray.ard.tiny_models import MINIATURE_MODEL_NAME
+
 pytestmark = pytest.mark.slow  # starts Ray and trains or fits
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"size": 32, "window": 4, "clip_frames": 6, "num_identities": 2, "vae_steps": 6, "unet_steps": 6,
+SMALL = {"size": 32, "window": 4, "clip_frames": 6, "num_identities": 2, "vae_identities": 2, "vae_steps": 6, "unet_steps": 6,
          "batch_size": 2, "channels": "[16,32]", "vae_channels": "[8,16,16]", "sample_every": 6, "log_every": 2, "threads": 1}
 
 
@@ -30,11 +32,11 @@ def _cli(tmp_path, *extra):
 def test_fit_generator_writes_the_model_its_record_samples_and_an_mlflow_run(tmp_path):
     done = _cli(tmp_path, "--seed", "3")
     assert done.returncode == 0, done.stderr[-3000:]
-    model = tmp_path / "cache" / "miniature-t2v-v3"
+    model = tmp_path / "cache" / MINIATURE_MODEL_NAME
     assert (model / "model_index.json").is_file() and (model / "unet" / "config.json").is_file()
     record = json.loads((model / "fit.json").read_text())
     assert record["seed"] == 3 and record["config"]["size"] == 32 and record["steps"] == 12
-    assert list((tmp_path / "cache" / "miniature-t2v-v3.work" / "samples").glob("step-*.gif"))
+    assert list((tmp_path / "cache" / f"{MINIATURE_MODEL_NAME}.work" / "samples").glob("step-*.gif"))
     with sqlite3.connect(tmp_path / "run" / "mlflow.db") as db:
         names = {r[0] for r in db.execute("select name from runs")}
         metrics = {r[0] for r in db.execute("select key from metrics")}

@@ -4,24 +4,27 @@ The model has the ModelScope layout that the `ti2v` backend loads (`damo-vilab/t
 1.7b`: AutoencoderKL, UNet3DConditionModel, CLIP text encoder + tokenizer, DDIM scheduler with
 that model's noise schedule) and is saved with `save_pretrained`, so TI2V-Zero runs on it through
 its ordinary `from_pretrained` path. Only the sizes differ: 64x64 pixels, a VAE with spatial
-factor 8 (8x8x4 latents, as the real model's factor), a two-level UNet, a 2-layer CLIP encoder
+factor 8 (as the real model's; 8x8x8 latents), a one-level UNet, a 2-layer CLIP encoder
 over a tokenizer that spells every knowledge-base word as one token.
 
-Fitting (`MiniatureFit.run`) has two phases on one pool of clips rendered by the demo renderer
-for identities drawn from `fit.identity_seed` (never the demo dataset's), every emotion,
-each clip paired with prompts composed as ASI's template composition composes them:
-1. the VAE, on single frames (L2 reconstruction + a small KL term); its latents' scale is then
-   set so that scaled latents have unit variance (`scaling_factor`, as Stable Diffusion's);
-2. the UNet and the text encoder, on `fit.window`-frame windows: v- (or epsilon) prediction
+Fitting (`MiniatureFit.run`) renders clips with the demo renderer for identities drawn from
+`fit.identity_seed` (never the demo dataset's), every emotion, and pairs each clip with prompts
+composed as ASI composes them (`miniature_data.py`; `fit.prompts`: the emotion's knowledge-base
+records at their default intensities, or, "clip", two records adapted to the clip's own AU vector
+so the adverbs say how strongly this clip shows each AU). Phases:
+1. the VAE, on single frames (L2 reconstruction + an edge term + a small KL term) of the UNet's
+   clips or, with `fit.vae_identities`, of 4-frame clips of that many people (the first
+   `num_identities` the UNet's). Its latents' scale is then set so that scaled latents have unit
+   variance (`scaling_factor`, as Stable Diffusion's);
+2. the UNet and the text encoder, on `fit.window`-frame windows of the `num_identities` people's
+   clips: v- (or epsilon) prediction
    on the DDPM schedule (`fit.prediction`, recorded in the saved scheduler's config), the prompt replaced by "" with probability `text_dropout` (so classifier-free
    guidance has an unconditional model), and a share of windows that open on a held frame
    (`static_prefix`), the way TI2V-Zero's queue starts as copies of the reference latent.
 The EMA of the UNet and text encoder is what gets saved.
-3. (`decoder_steps` > 0) the VAE decoder alone, on single frames of `decoder_identities` people
-   (the first `num_identities` of them are the pool's): the encoder is frozen, so the latents the
-   UNet learned keep their meaning, while the decoder learns to draw faces it has not seen. The
-   VAE fitted on 40 people reconstructs their faces well (Haar finds 100 %) and unseen people's
-   poorly (62 %, against 88 % on the real frames; docs/generator.md).
+3. (`decoder_steps` > 0) the VAE decoder alone, on single frames of `decoder_identities` people:
+   the encoder is frozen, so the latents the UNet learned keep their meaning (measured mixed on
+   v3, default off; docs/generator.md).
 """
 from __future__ import annotations
 
@@ -30,13 +33,13 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from argen_ray.ard.miniature_data import ClipPool, frame_pool_settings, prompt_words, training_window
 from argen_ray.ard.tiny_models import SCHEDULER_CONFIG, _tiny_tokenizer, miniature_t2v_path
 from argen_ray.errors import ArgenError
 from argen_ray.io import atomic_path, atomic_write_json
@@ -44,7 +47,6 @@ from argen_ray.io import atomic_path, atomic_write_json
 CHECKPOINT = "checkpoint.pt"
 FIT_RECORD = "fit.json"     # in the model folder: the fit's config, seed, steps, losses, time
 SAMPLE_EMOTIONS = ("happy", "surprise", "disgust")
-DECODER_CLIP_FRAMES = 4     # frames per rendered clip of the decoder phase's pool (onset to apex)
 # Settings a resumed fit may change: more UNet steps continue the same fit exactly.
 RESUMABLE_CHANGES = {"unet_steps", "decoder_steps", "checkpoint_every", "sample_every", "log_every", "out", "threads"}
 
@@ -54,30 +56,8 @@ class MiniatureFitError(ArgenError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Prompts and the model
+# The model
 # ---------------------------------------------------------------------------------------------
-def emotion_prompts(emotion: str, kb=None) -> list[str]:
-    """Every prompt ASI's template composition can give an emotion: "The person's face shows
-    <noun>: <description>." over the knowledge base's records (neutral: its gloss)."""
-    from argen_ray.asi.knowledge import load_knowledge_base
-    from argen_ray.asi.vlm import VLMRequest, template_text
-
-    kb = kb or load_knowledge_base()
-    entry = kb.emotion(emotion)
-    descriptions = [kb.render(r) for r in entry.records] or [entry.gloss]
-    image = np.zeros((8, 8, 3), np.uint8)  # the template ignores the image
-    return [template_text(VLMRequest(f"fit-{emotion}", image, emotion, entry.noun, [d])) for d in descriptions]
-
-
-def prompt_words() -> list[str]:
-    """The words of every training prompt, so the tokenizer gives each one token."""
-    import re
-
-    from argen_ray.data.labels import EMOTIONS
-
-    return sorted({w for e in EMOTIONS for p in emotion_prompts(e) for w in re.findall(r"[a-z]+", p.lower())})
-
-
 def build_miniature(fit):
     """The untrained miniature as a TextToVideoSDPipeline (its model_index.json is ModelScope's),
     seeded by `fit.seed`."""
@@ -113,79 +93,15 @@ def scheduler_config(fit) -> dict:
     return {**SCHEDULER_CONFIG, "prediction_type": fit.prediction}
 
 
-# ---------------------------------------------------------------------------------------------
-# Training data: clips rendered by the demo renderer
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class ClipPool:
-    frames: np.ndarray          # (N, F, S, S, 3) uint8
-    emotions: list[str]         # per clip
-    prompts: dict[str, list[str]]
-
-    @classmethod
-    def load_or_render(cls, fit, cache: Path, progress: bool = True) -> "ClipPool":
-        """The pool of `fit`, read from `cache` (an .npz the first call writes) when it is there."""
-        from argen_ray.data.labels import EMOTIONS
-
-        key = json.dumps({k: getattr(fit, k) for k in ("identity_seed", "num_identities", "clips_per_emotion",
-                                                        "clip_frames", "size")}, sort_keys=True)
-        if cache.is_file():
-            with np.load(cache) as stored:
-                if str(stored["key"]) == key:
-                    return cls(stored["frames"], [str(e) for e in stored["emotions"]],
-                               {e: emotion_prompts(e) for e in EMOTIONS})
-        pool = cls.render(fit, progress)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache, suffix=".npz") as tmp:
-            np.savez(tmp, frames=pool.frames, emotions=np.array(pool.emotions), key=np.array(key))
-        return pool
-
-    @classmethod
-    def render(cls, fit, progress: bool = True) -> "ClipPool":
-        """Every (identity, emotion) pair `fit.clips_per_emotion` times; deterministic in the fit's
-        seeds, so a resumed fit renders the same pool."""
-        from tqdm.auto import tqdm
-
-        from argen_ray.data.demo.clips import ClipPlan, make_identities, synthesize_clip
-        from argen_ray.data.labels import EMOTIONS
-
-        identities = make_identities(fit.identity_seed, fit.num_identities)
-        plans = [ClipPlan(clip_id=1 + len(EMOTIONS) * fit.clips_per_emotion * i + len(EMOTIONS) * k + j, identity=i,
-                          emotion=e, fold=0)
-                 for i in range(fit.num_identities) for k in range(fit.clips_per_emotion) for j, e in enumerate(EMOTIONS)]
-        frames = np.empty((len(plans), fit.clip_frames, fit.size, fit.size, 3), np.uint8)
-        for n, plan in enumerate(tqdm(plans, desc="render training clips", disable=not progress)):
-            frames[n] = synthesize_clip(plan, identities[plan.identity], fit.identity_seed, fit.clip_frames,
-                                        fit.size).frames
-        return cls(frames, [p.emotion for p in plans], {e: emotion_prompts(e) for e in EMOTIONS})
-
-
 def to_pixels(frames: np.ndarray) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1)
     return x.movedim(-1, -3)
 
 
-def training_window(rng: np.random.Generator, clip_frames: int, window: int, static_prefix: float) -> np.ndarray:
-    """Frame indices of one training window: `window` consecutive frames, or (with probability
-    `static_prefix`) one frame held for k frames and then the frames that follow it."""
-    start = int(rng.integers(0, clip_frames - window + 1))
-    if rng.random() >= static_prefix:
-        return np.arange(start, start + window)
-    held = int(rng.integers(1, window))
-    start = int(rng.integers(0, clip_frames - (window - held)))
-    return np.concatenate([np.full(held, start), np.arange(start + 1, start + 1 + window - held)])
-
-
 def decoder_parameters(vae) -> list:
     """What the decoder phase trains: everything after the latent (post-quant conv + decoder)."""
     return list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
-
-
-def decoder_pool_settings(fit):
-    """The decoder phase's pool: `decoder_identities` people (a prefix-stable draw, so the first
-    `num_identities` are the main pool's), every emotion, DECODER_CLIP_FRAMES frames each."""
-    return fit.model_copy(update={"num_identities": fit.decoder_identities, "clip_frames": DECODER_CLIP_FRAMES})
 
 
 def edge_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -253,6 +169,9 @@ class MiniatureFit:
         # A setting added after the checkpoint was written counts as its default there.
         written = {**type(self.fit)().model_dump(), **state["config"]}
         changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and written[k] != now[k])
+        # More VAE steps continue the same fit while the UNet phase has not begun (a VAE checked first).
+        if changed == ["vae_steps"] and not state["losses"]["unet"] and state["step"] <= now["vae_steps"]:
+            changed = []
         if state["losses"].get("decoder") and written["unet_steps"] != now["unet_steps"]:
             changed.append("unet_steps (the decoder phase has begun)")
         if changed:
@@ -312,9 +231,8 @@ class MiniatureFit:
         clips = self.rng.integers(0, len(pool.frames), fit.batch_size)
         windows = np.stack([training_window(self.rng, fit.clip_frames, fit.window, fit.static_prefix) for _ in clips])
         x0 = latents[clips[:, None], :, windows].permute(0, 2, 1, 3, 4) * pipe.vae.config.scaling_factor
-        prompts = ["" if self.rng.random() < fit.text_dropout
-                   else pool.prompts[pool.emotions[c]][int(self.rng.integers(len(pool.prompts[pool.emotions[c]])))]
-                   for c in clips]
+        per_clip = fit.prompts == "clip"
+        prompts = ["" if self.rng.random() < fit.text_dropout else pool.prompt(int(c), self.rng, per_clip) for c in clips]
         ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
         text = pipe.text_encoder(ids).last_hidden_state
@@ -358,8 +276,8 @@ class MiniatureFit:
         rows = []
         for k, emotion in enumerate(SAMPLE_EMOTIONS):
             c = pool.emotions.index(emotion)
-            out = ti2v(pool.prompts[emotion][0], image=pool.frames[c, 0], num_frames=self.fit.clip_frames,
-                       num_inference_steps=10, guidance_scale=9.0, window_size=self.fit.window, height=self.fit.size,
+            out = ti2v(pool.prompt(c, np.random.default_rng(k), self.fit.prompts == "clip"), image=pool.frames[c, 0],
+                       num_frames=self.fit.clip_frames, num_inference_steps=10, guidance_scale=9.0, window_size=self.fit.window, height=self.fit.size,
                        width=self.fit.size, generator=torch.Generator().manual_seed(k), output_type="uint8")
             rows.append(np.concatenate([pool.frames[c], out.frames[0]], axis=2))
         self.pipe.unet.train()
@@ -378,19 +296,20 @@ class MiniatureFit:
         mlflow = self._start_mlflow()
         total = fit.vae_steps + fit.unet_steps + fit.decoder_steps
         scheduler = DDPMScheduler(**{k: v for k, v in scheduler_config(fit).items() if k != "set_alpha_to_one"})
-        latents = decoder_pool = None
+        latents = vae_pool = decoder_pool = None
         bar = tqdm(total=total, initial=self.step, desc="fit miniature", disable=not self.progress)
         clock = time.perf_counter()
         try:
             while self.step < total:
                 phase = "vae" if self.step < fit.vae_steps else "unet" if self.step < fit.vae_steps + fit.unet_steps \
                     else "decoder"
+                if phase == "vae" and vae_pool is None:
+                    vae_pool = pool if fit.vae_identities is None else self.frame_pool(fit.vae_identities)
                 if phase == "unet" and latents is None:
                     latents = self._prepare_latents(pool)
                 if phase == "decoder" and decoder_pool is None:
-                    decoder_pool = ClipPool.load_or_render(decoder_pool_settings(fit), self.work_dir / "decoder-clips.npz",
-                                                           self.progress)
-                loss = (self.vae_step(pool) if phase == "vae" else self.unet_step(pool, latents, scheduler)
+                    decoder_pool = self.frame_pool(fit.decoder_identities)
+                loss = (self.vae_step(vae_pool) if phase == "vae" else self.unet_step(pool, latents, scheduler)
                         if phase == "unet" else self.vae_step(decoder_pool, self.decoder_opt))
                 self.losses[phase].append(loss)
                 self.step += 1
@@ -420,6 +339,11 @@ class MiniatureFit:
             mlflow.log_dict(record, FIT_RECORD)
             mlflow.end_run()
         return record
+
+    def frame_pool(self, identities: int) -> ClipPool:
+        """The single-frame pool of `identities` people, cached in the work folder."""
+        return ClipPool.load_or_render(frame_pool_settings(self.fit, identities),
+                                       self.work_dir / f"frames-{identities}.npz", self.progress)
 
     def _prepare_latents(self, pool: ClipPool) -> torch.Tensor:
         latents = self.encode_pool(pool)

@@ -13,7 +13,7 @@ from argen_ray.commands import add_config_arguments, config_from_args
 
 # flag -> FitConfig field
 _FLAGS = {"out": "out", "seed": "seed", "vae_steps": "vae_steps", "unet_steps": "unet_steps",
-          "identities": "num_identities", "threads": "threads"}
+          "identities": "num_identities", "vae_identities": "vae_identities", "threads": "threads"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae-steps", type=int, help="VAE optimisation steps (default: generator.fit.vae_steps)")
     parser.add_argument("--unet-steps", type=int, help="UNet optimisation steps (default: generator.fit.unet_steps)")
     parser.add_argument("--identities", type=int, help="rendered training identities (default: generator.fit.num_identities)")
+    parser.add_argument("--vae-identities", type=int,
+                        help="rendered people the VAE learns from (default: generator.fit.vae_identities)")
     parser.add_argument("--threads", type=int, help="torch threads (default: generator.fit.threads)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

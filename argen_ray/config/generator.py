@@ -53,7 +53,16 @@ class FitConfig(Section):
     # 4-frame windows: a UNet call on 4 frames costs ~60 % of one on 8, and a clip is 15 windows x T calls.
     window: int = Field(4, ge=2)     # frames per training window (= generator.window at sampling)
     clip_frames: int = Field(16, ge=2)
-    num_identities: int = Field(40, ge=2)   # rendered people, none of them the demo dataset's
+    num_identities: int = Field(40, ge=2)   # rendered people of the UNet's clips, none of them the demo dataset's
+    # The VAE's single frames: null = the UNet's clips (the shipped v3); N = 4-frame clips of N people
+    # (the first num_identities the UNet's). v3's VAE finds faces in 100 % of its 40 people's frames,
+    # 62-94 % of unseen people's; 400 people: worse at 600 steps, 0.98 vs 0.94 on the demo people at
+    # 1000 steps but worse on another set (docs/generator.md); no UNet fitted on it yet.
+    vae_identities: int | None = Field(None, ge=2)
+    # UNet prompts: "emotion" = one knowledge-base record at its default intensities, whatever the clip
+    # shows (the shipped v3); "clip" = ASI's two-record composition adapted to the clip's AU vector,
+    # so the text says how strongly the clip shows each AU (what guidance can amplify).
+    prompts: Literal["emotion", "clip"] = "emotion"
     clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
     vae_steps: int = Field(600, ge=0)
