@@ -110,8 +110,16 @@ class EndToEndRun:
         dynamics = write_dynamics(measured, self.cfg.generator.warp.dynamics)
         print(f"[argen-ray] clip dynamics of {measured['measured']} training clips ({len(measured['skipped'])} "
               f"without a face in frame 0) -> {dynamics}")
+        # What the scarce classes' real training clips show beyond the movement (wrinkles, mouth interior).
+        from argen_ray.ard.warp_appearance import measure_dataset_appearance, write_appearance
+        from argen_ray.data.labels import EMOTIONS
+        from argen_ray.data.scarce import configured_scarce_classes
+
+        scarce = [EMOTIONS[i] for i in configured_scarce_classes(self.cfg, self.dataset)]
+        appearance = write_appearance(measure_dataset_appearance(self.dataset, progress=self.progress, classes=scarce),
+                                      self.cfg.generator.warp.appearance)
         return {"summary": str(out / "summary.json"), "plot": str(out / "class_counts.png"),
-                "dynamics": str(dynamics)}
+                "dynamics": str(dynamics), "appearance": str(appearance)}
 
     def stage_prompts(self) -> dict:
         from argen_ray.commands.prompts import run_prompt_stage

@@ -269,8 +269,9 @@ def source_signature(source: str | os.PathLike) -> str:
     return f"{source.resolve()}|{stats}"
 
 
-def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> Path:
-    """Write frames as an H.264 mp4 (imageio-ffmpeg), atomically. Odd sizes are padded to even."""
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, quality: int = 8) -> Path:
+    """Write frames as an H.264 mp4 (imageio-ffmpeg), atomically. Odd sizes are padded to even.
+    `quality` is imageio's 0-10 (libx264 crf = int((1 - quality / 10) * 51): 8 -> crf 10, 10 -> 0, lossless)."""
     import imageio.v2 as iio2
 
     arr = _check_frames(frames, str(path))
@@ -278,7 +279,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> Path
     if pad_h or pad_w:
         arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     with atomic_path(path, suffix=".mp4") as tmp:
-        writer = iio2.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8,
+        writer = iio2.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=quality,
                                  macro_block_size=1, ffmpeg_log_level="error", pixelformat="yuv420p")
         try:
             for f in arr:
