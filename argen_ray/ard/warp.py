@@ -316,7 +316,8 @@ class WarpGenerator:
             raise WarpError(f"request {name!r}: {exc}") from None
         fractions = {au: v / OPENFACE_MAX for au, v in self.target_aus(request).items()}
         rng = variation_rng(request.seed, f"{request.prompt}|{request.emotion}")
-        variation = draw_variation(rng, class_profiles(self.dynamics, request.emotion), int(num_frames), fractions)
+        codec = float(((self.dynamics or {}).get("codec") or {}).get("noise", 0.0))
+        variation = draw_variation(rng, class_profiles(self.dynamics, request.emotion), int(num_frames), fractions, codec)
         aus = {au: OPENFACE_MAX * v for au, v in variation.amplitudes.items()}
         schedule = expression_schedule(curve, variation.onset, variation.apex, variation.hold)
         t0 = time.perf_counter()
@@ -424,7 +425,7 @@ class WarpGenerator:
                 frames[n] = move_head(frames[n], v.pose[n], origin, iod)
         if v.frame_change > 0:
             rng = variation_rng(plan.request.seed, f"noise|{plan.request.prompt}|{plan.request.emotion}")
-            add_sensor_noise(frames, v.frame_change, v.noise_blur, rng)
+            add_sensor_noise(frames, v.frame_change, v.noise_blur, rng, v.noise)
 
     # -- 3. policy state ----------------------------------------------------------------------
     def encode_state(self, prompts: list[str], images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

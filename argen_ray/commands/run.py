@@ -101,12 +101,15 @@ class EndToEndRun:
     def stage_data(self) -> dict:
         from argen_ray.commands.data_summary import summarize_dataset
 
-        from argen_ray.data.dynamics import measure_dataset_dynamics, write_dynamics
+        from argen_ray.data.dynamics import codec_noise, measure_dataset_dynamics, write_dynamics
 
         out = summarize_dataset(self.cfg, self.dataset)
         self.start_prefetch()  # the dataset exists: the rest of this stage is one thread
         # The real training clips' timing, head motion and noise, which the warp generator draws from.
         measured = measure_dataset_dynamics(self.dataset, progress=self.progress)
+        # What writing generated clips (mp4, generator.mp4_lossless) adds to the noise they measure.
+        measured["codec"] = codec_noise(self.dataset.split("train") or self.dataset.records,
+                                        self.cfg.generator.mp4_lossless)
         dynamics = write_dynamics(measured, self.cfg.generator.warp.dynamics)
         print(f"[argen-ray] clip dynamics of {measured['measured']} training clips ({len(measured['skipped'])} "
               f"without a face in frame 0) -> {dynamics}")
