@@ -249,13 +249,12 @@ def add_sensor_noise(frames: np.ndarray, frame_change: float, blur: float, rng: 
     fields = fields_of(blur)
     spread = strength(fields)
     if noise > 0:
-        # Coarser grain lowers the noise estimate at the same frame change: bisect the grain.
+        # Coarser grain lowers the noise estimate at the same strength (unit-std fields: the frame
+        # change barely depends on the grain): bisect the grain, then match the change again.
         low, high = 0.0, float(_grain_table()[0][-1])
         for _ in range(GRAIN_STEPS):
             mid = (low + high) / 2
-            fields = fields_of(mid)
-            spread = strength(fields)
-            low, high = (mid, high) if frames_noise(noisy(fields, spread)[1:]) > noise else (low, mid)
+            low, high = (mid, high) if frames_noise(noisy(fields_of(mid), spread)[1:]) > noise else (low, mid)
         fields = fields_of((low + high) / 2)
         spread = strength(fields)
     frames[:] = noisy(fields, spread)
