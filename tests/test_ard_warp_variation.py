@@ -127,3 +127,18 @@ def test_noise_grain_reproduces_a_measured_noise_ratio(ratio):
     frames = [cv2.GaussianBlur(rng.normal(0, 3, (96, 96)).astype(np.float32), (0, 0), blur) if blur > 0
               else rng.normal(0, 3, (96, 96)).astype(np.float32) for _ in range(3)]
     assert noise_ratio(np.stack(frames)) == pytest.approx(ratio, rel=0.15)
+
+
+@pytest.mark.parametrize("noise", [1.0, 1.6])
+def test_sensor_noise_reaches_both_the_frame_change_and_the_noise_level(noise):
+    """With a noise target the grain is re-chosen: the clip measures the drawn clip's frame-to-frame
+    change AND its sensor-noise estimate (before, only the change was matched and the noise came out
+    wherever the grain put it)."""
+    from argen_ray.ard.warp_variation import add_sensor_noise, frames_noise, mean_frame_change
+
+    yy, xx = np.mgrid[0:96, 0:96]
+    still = (110 + 40 * np.sin(xx / 9.0) * np.cos(yy / 13.0)).astype(np.uint8)
+    frames = np.repeat(np.stack([still] * 3, -1)[None], 12, axis=0)
+    add_sensor_noise(frames, 2.4, 0.0, np.random.default_rng(0), noise=noise)
+    assert mean_frame_change(frames) == pytest.approx(2.4, rel=0.05)
+    assert frames_noise(frames[1:]) == pytest.approx(noise, rel=0.12)

@@ -88,3 +88,18 @@ def test_class_dynamics_groups_per_class_with_medians():
     fear = out["classes"]["fear"]["summary"]["apex_displacement"]
     assert fear["median"] == pytest.approx(clips[1].apex_displacement, rel=1e-4)
     assert len(out["classes"]["fear"]["profiles"][0]["pose"]) == F
+
+
+def test_codec_noise_is_zero_for_bit_exact_mp4s_and_counts_its_clips(tmp_path):
+    """`codec_noise` measures what writing a clip adds to its noise estimate; the lossless mp4 the
+    generator writes reads back bit-exact, so it adds nothing."""
+    from argen_ray.data.dynamics import codec_noise
+    from argen_ray.data.records import ClipRecord
+    from argen_ray.data.video import read_video, write_mp4
+
+    frames, _ = _clip(np.zeros(6))
+    frames = np.repeat(np.repeat(frames, 2, axis=1), 2, axis=2)   # 64 x 64
+    path = write_mp4(tmp_path / "c.mp4", frames, lossless=True)
+    assert np.array_equal(read_video(path), frames)
+    records = [ClipRecord(clip_id="c", source=path, label=4), ClipRecord(clip_id="gone", source=tmp_path / "x.mp4", label=4)]
+    assert codec_noise(records, lossless=True) == {"lossless": True, "clips": 1, "noise": 0.0}

@@ -54,6 +54,7 @@ from functools import lru_cache
 import numpy as np
 
 from argen_ray.ard.generator import GenerationRequest, GenerationResult, register_generator
+from argen_ray.ard.warp_appearance import AppearanceTransfer, read_appearance
 from argen_ray.ard.warp_variation import (ClipVariation, add_sensor_noise, class_profiles, draw_variation,
                                           expression_schedule, move_head, variation_rng)
 from argen_ray.data.demo.au_model import (AUModelError, au_number, au_to_landmarks, check_intensities,
@@ -195,7 +196,12 @@ class FaceWarper:
         return self.origin + self.iod * (face_points[:, :1] * self.ex + face_points[:, 1:] * self.ey)
 
     def render(self, target: np.ndarray) -> np.ndarray:
-        """The reference warped so that its 68 landmarks move to `target` (68, 2)."""
+        """The reference warped so that its 68 landmarks move to `target` (68, 2), an opened mouth
+        drawn (`_fill_mouth`)."""
+        return self._fill_mouth(self.warp(target), np.asarray(target, dtype=np.float64)[INNER_MOUTH])
+
+    def warp(self, target: np.ndarray) -> np.ndarray:
+        """The piecewise-affine warp alone; any image dtype (the appearance model warps float maps)."""
         import cv2
 
         src = np.vstack([self.landmarks, self.ring])
@@ -220,7 +226,7 @@ class FaceWarper:
         frame[self.y0:self.y1, self.x0:self.x1] = cv2.remap(
             self.image, map_xy[..., 0].astype(np.float32), map_xy[..., 1].astype(np.float32),
             cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-        return self._fill_mouth(frame, dst[INNER_MOUTH])
+        return frame
 
     def _fill_mouth(self, frame: np.ndarray, inner_mouth: np.ndarray) -> np.ndarray:
         """Redraw a mouth that opened wider than in the reference.
@@ -303,6 +309,7 @@ class WarpGenerator:
         self.model_id = MODEL_ID
         self._references: OrderedDict[bytes, _Reference] = OrderedDict()
         self.dynamics = self._read_dynamics(cfg.warp.dynamics)
+        self.appearance = self._read_appearance(cfg.warp.appearance)
 
     @staticmethod
     def _read_dynamics(path) -> dict | None:
@@ -313,6 +320,14 @@ class WarpGenerator:
         from argen_ray.data.dynamics import read_dynamics
 
         return read_dynamics(path) if path is not None and Path(path).is_file() else None
+
+    @staticmethod
+    def _read_appearance(path) -> AppearanceTransfer | None:
+        """The learned expression appearance (`warp_appearance`), or None when it is not learned
+        yet: then keyframes show what the warp moves and nothing else."""
+        from pathlib import Path
+
+        return AppearanceTransfer(read_appearance(path)) if path is not None and Path(path).is_file() else None
 
     # -- 1. inputs ----------------------------------------------------------------------------
     def plan(self, request: GenerationRequest) -> _Plan:
@@ -329,7 +344,8 @@ class WarpGenerator:
             raise WarpError(f"request {name!r}: {exc}") from None
         fractions = {au: v / OPENFACE_MAX for au, v in self.target_aus(request).items()}
         rng = variation_rng(request.seed, f"{request.prompt}|{request.emotion}")
-        variation = draw_variation(rng, class_profiles(self.dynamics, request.emotion), int(num_frames), fractions)
+        codec = float(((self.dynamics or {}).get("codec") or {}).get("noise", 0.0))
+        variation = draw_variation(rng, class_profiles(self.dynamics, request.emotion), int(num_frames), fractions, codec)
         aus = {au: OPENFACE_MAX * v for au, v in variation.amplitudes.items()}
         schedule = expression_schedule(curve, variation.onset, variation.apex, variation.hold)
         t0 = time.perf_counter()
@@ -420,7 +436,10 @@ class WarpGenerator:
         keyframes = {0: source}
         for n in positions:
             level = plan.schedule[n - 1]
-            keyframes[int(n)] = warper.render(au_to_landmarks(points, {au: level * v for au, v in plan.aus.items()}))
+            target = au_to_landmarks(points, {au: level * v for au, v in plan.aus.items()})
+            keyframes[int(n)] = warper.render(target)
+            if self.appearance is not None:  # what real faces of the class show beyond the movement
+                keyframes[int(n)] = self.appearance.apply(keyframes[int(n)], plan.request.emotion, points, target)
         t1 = time.perf_counter()
         frames = np.empty((num_new + 1, *image.shape), np.uint8)
         anchors = np.concatenate([[0], positions])
@@ -448,7 +467,7 @@ class WarpGenerator:
                 frames[n] = move_head(frames[n], v.pose[n], origin, iod)
         if v.frame_change > 0:
             rng = variation_rng(plan.request.seed, f"noise|{plan.request.prompt}|{plan.request.emotion}")
-            add_sensor_noise(frames, v.frame_change, v.noise_blur, rng)
+            add_sensor_noise(frames, v.frame_change, v.noise_blur, rng, v.noise)
 
     # -- 3. policy state ----------------------------------------------------------------------
     def encode_state(self, prompts: list[str], images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

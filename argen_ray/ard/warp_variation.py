@@ -35,6 +35,7 @@ import numpy as np
 # smoothstep(x) = 3x^2 - 2x^3 reaches 10 % at x = S10 and 90 % at x = S90.
 S10, S90 = 0.19580, 0.80420
 TIMING_JITTER = 0.5  # frames
+GRAIN_STEPS = 5      # bisection steps of the noise grain for a noise target (blur within 1.5 / 32 pixels)
 
 
 def smoothstep(x: np.ndarray) -> np.ndarray:
@@ -89,6 +90,7 @@ class ClipVariation:
     pose: np.ndarray | None = None     # (N + 1, 4): dx, dy (IOD units), log scale, roll (deg); None = still
     frame_change: float = 0.0          # the real clip's mean frame-to-frame grey change; 0 = add no noise
     noise_blur: float = 0.0            # Gaussian blur (pixels) giving fresh noise the real clip's grain
+    noise: float = 0.0                 # sensor noise the frames should measure before encoding; 0 = grain as drawn
     source: str | None = None          # the real clip whose dynamics were drawn
     amplitudes: dict[int, float] | None = None
 
@@ -96,6 +98,7 @@ class ClipVariation:
         return {"onset": self.onset and round(self.onset, 3), "apex": self.apex and round(self.apex, 3),
                 "hold": round(self.hold, 3),
                 "frame_change": round(self.frame_change, 3), "noise_blur": round(self.noise_blur, 3),
+                "noise": round(self.noise, 3),
                 "dynamics_from": self.source,
                 "head_motion": None if self.pose is None else round(float(np.abs(self.pose[:, :2]).max()), 4)}
 
@@ -132,9 +135,10 @@ def class_profiles(dynamics: dict | None, emotion: str | None) -> list[dict]:
 
 
 def draw_variation(rng: np.random.Generator, profiles: list[dict], num_frames: int,
-                   fractions: dict[int, float]) -> ClipVariation:
+                   fractions: dict[int, float], codec_noise: float = 0.0) -> ClipVariation:
     """A clip's variation: a real clip's timing, head path and noise (when `profiles`), and AU
-    amplitudes inside their bands; `fractions` are the target AUs as 0-1 fractions."""
+    amplitudes inside their bands; `fractions` are the target AUs as 0-1 fractions. `codec_noise`:
+    what writing the clip adds to its noise estimate (in quadrature), taken off the drawn clip's."""
     amplitudes = draw_amplitudes(rng, fractions)
     if not profiles:
         return ClipVariation(amplitudes=amplitudes)
@@ -149,6 +153,7 @@ def draw_variation(rng: np.random.Generator, profiles: list[dict], num_frames: i
         pose[:, 3] *= -1
     return ClipVariation(onset=onset, apex=apex, hold=float(p["hold"]), pose=pose,
                          frame_change=float(p["frame_change"]), noise_blur=noise_blur(float(p["noise_ratio"])),
+                         noise=math.sqrt(max(float(p.get("noise", 0.0)) ** 2 - codec_noise ** 2, 0.0)),
                          source=str(p.get("clip_id")), amplitudes=amplitudes)
 
 
@@ -194,36 +199,66 @@ def mean_frame_change(frames: np.ndarray) -> float:
     return float(np.abs(np.diff(g, axis=0)).mean()) if len(g) > 1 else 0.0
 
 
-def add_sensor_noise(frames: np.ndarray, frame_change: float, blur: float, rng: np.random.Generator) -> None:
+def frames_noise(frames: np.ndarray) -> float:
+    """Median sensor-noise estimate over (F, H, W, 3) frames (`dynamics.noise`'s definition)."""
+    from argen_ray.data.dynamics import noise_sigma
+
+    g = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return float(np.median([noise_sigma(x) for x in g]))
+
+
+def add_sensor_noise(frames: np.ndarray, frame_change: float, blur: float, rng: np.random.Generator,
+                     noise: float = 0.0) -> None:
     """Fresh grey noise on frames 1..N (in place; frame 0, the reference, keeps its own) with the
     real clip's grain (`blur`), as strong as it takes for the clip's mean frame-to-frame change to
     reach the real clip's `frame_change` (none when the motion alone reaches it).
 
     The strength is found by bisection on the clip itself: a closed form (noise and motion
     changes adding in quadrature) overshot the target by ~10 % and left the noise too strong.
+    With a `noise` target the grain is then re-chosen by bisection (coarser grain, lower estimate
+    at the same frame change) so that the frames' sensor-noise estimate reaches it too (a
+    quadrature rule missed it by ~0.1 grey levels: the estimate of sparse edges plus noise is not
+    additive in quadrature).
     """
     import cv2
 
     if mean_frame_change(frames) >= frame_change or len(frames) < 2:
         return
-    fields = np.empty((len(frames) - 1, *frames.shape[1:3]), np.float32)
-    for n in range(len(fields)):
-        field = rng.normal(0.0, 1.0, frames.shape[1:3]).astype(np.float32)
-        field = cv2.GaussianBlur(field, (0, 0), blur) if blur > 0 else field
-        fields[n] = field / max(float(field.std()), 1e-6)
+    white = rng.normal(0.0, 1.0, (len(frames) - 1, *frames.shape[1:3])).astype(np.float32)
     base = frames.astype(np.float32)
 
-    def noisy(spread: float) -> np.ndarray:
+    def fields_of(b: float) -> np.ndarray:
+        out = np.empty_like(white)
+        for n, field in enumerate(white):
+            field = cv2.GaussianBlur(field, (0, 0), b) if b > 0 else field
+            out[n] = field / max(float(field.std()), 1e-6)
+        return out
+
+    def noisy(fields: np.ndarray, spread: float) -> np.ndarray:
         out = base.copy()
         out[1:] += spread * fields[..., None]
         return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
-    low, high = 0.0, 2.0 * frame_change   # the change of noise alone at spread s is ~1.13 s
-    for _ in range(14):
-        mid = (low + high) / 2
-        low, high = (mid, high) if mean_frame_change(noisy(mid)) < frame_change else (low, mid)
-    frames[:] = noisy((low + high) / 2)
+    def strength(fields: np.ndarray) -> float:
+        low, high = 0.0, 2.0 * frame_change   # the change of noise alone at spread s is ~1.13 s
+        for _ in range(14):
+            mid = (low + high) / 2
+            low, high = (mid, high) if mean_frame_change(noisy(fields, mid)) < frame_change else (low, mid)
+        return (low + high) / 2
+
+    fields = fields_of(blur)
+    spread = strength(fields)
+    if noise > 0:
+        # Coarser grain lowers the noise estimate at the same strength (unit-std fields: the frame
+        # change barely depends on the grain): bisect the grain, then match the change again.
+        low, high = 0.0, float(_grain_table()[0][-1])
+        for _ in range(GRAIN_STEPS):
+            mid = (low + high) / 2
+            low, high = (mid, high) if frames_noise(noisy(fields_of(mid), spread)[1:]) > noise else (low, mid)
+        fields = fields_of((low + high) / 2)
+        spread = strength(fields)
+    frames[:] = noisy(fields, spread)
 
 
 __all__ = ["ClipVariation", "add_sensor_noise", "class_profiles", "draw_amplitudes", "draw_variation",
-           "expression_schedule", "intensity_band", "mean_frame_change", "move_head", "noise_blur", "smoothstep", "variation_rng"]
+           "expression_schedule", "frames_noise", "intensity_band", "mean_frame_change", "move_head", "noise_blur", "smoothstep", "variation_rng"]

@@ -216,7 +216,7 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
             batch = todo[start:start + chunk]
             results = generator.generate([request for _, _, request, _ in batch])
             for (cid, row, request, chosen_action), result in zip(batch, results):
-                write_mp4(out / f"{cid}.mp4", result.frames, fps=cfg.generator.fps)
+                write_mp4(out / f"{cid}.mp4", result.frames, fps=cfg.generator.fps, lossless=cfg.generator.mp4_lossless)
                 write_gif(out / "previews" / f"{cid}.gif", result.frames, fps=cfg.generator.fps)
                 record = {"clip_id": cid, "video": f"{cid}.mp4", "preview": f"previews/{cid}.gif",
                           "prompt_id": row["prompt_id"], "prompt": row["prompt"], "emotion": row.get("emotion"),

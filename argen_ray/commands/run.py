@@ -101,17 +101,28 @@ class EndToEndRun:
     def stage_data(self) -> dict:
         from argen_ray.commands.data_summary import summarize_dataset
 
-        from argen_ray.data.dynamics import measure_dataset_dynamics, write_dynamics
+        from argen_ray.data.dynamics import codec_noise, measure_dataset_dynamics, write_dynamics
 
         out = summarize_dataset(self.cfg, self.dataset)
         self.start_prefetch()  # the dataset exists: the rest of this stage is one thread
         # The real training clips' timing, head motion and noise, which the warp generator draws from.
         measured = measure_dataset_dynamics(self.dataset, progress=self.progress)
+        # What writing generated clips (mp4, generator.mp4_lossless) adds to the noise they measure.
+        measured["codec"] = codec_noise(self.dataset.split("train") or self.dataset.records,
+                                        self.cfg.generator.mp4_lossless)
         dynamics = write_dynamics(measured, self.cfg.generator.warp.dynamics)
         print(f"[argen-ray] clip dynamics of {measured['measured']} training clips ({len(measured['skipped'])} "
               f"without a face in frame 0) -> {dynamics}")
+        # What the scarce classes' real training clips show beyond the movement (wrinkles, mouth interior).
+        from argen_ray.ard.warp_appearance import measure_dataset_appearance, write_appearance
+        from argen_ray.data.labels import EMOTIONS
+        from argen_ray.data.scarce import configured_scarce_classes
+
+        scarce = [EMOTIONS[i] for i in configured_scarce_classes(self.cfg, self.dataset)]
+        appearance = write_appearance(measure_dataset_appearance(self.dataset, progress=self.progress, classes=scarce),
+                                      self.cfg.generator.warp.appearance)
         return {"summary": str(out / "summary.json"), "plot": str(out / "class_counts.png"),
-                "dynamics": str(dynamics)}
+                "dynamics": str(dynamics), "appearance": str(appearance)}
 
     def stage_prompts(self) -> dict:
         from argen_ray.commands.prompts import run_prompt_stage

@@ -40,6 +40,10 @@ class WarpConfig(Section):
     # Real clips' measured dynamics (argen_ray.data.dynamics): timing, head path and noise the seed
     # draws from. null: <run_dir>/data/dynamics.json (written by the run's data stage).
     dynamics: Path | None = None
+    # Expression appearance learned from the real training clips (argen_ray.ard.warp_appearance:
+    # ratio images of what the warp cannot move, e.g. wrinkles, mouth interior). null:
+    # <run_dir>/data/appearance.npz (written by the run's data stage); a missing file adds none.
+    appearance: Path | None = None
 
 
 class FitConfig(Section):
@@ -125,6 +129,10 @@ class GeneratorConfig(Section):
     num_cpus: float = Field(1.0, gt=0)  # per GeneratorActor (its torch threads on a CPU node)
     use_ray: bool = False               # `argen-ray generate` through the GeneratorActor pool
     fps: int = Field(8, ge=1)
+    # Generated mp4s bit-exact (libx264rgb, qp 0), so the recognizer trains on the frames the generator
+    # made: libx264 crf 10 in yuv420p smoothed their fresh per-frame noise and added its own (measured
+    # on the demo's real clips: noise estimate 0.97 -> 1.16). false: the smaller, browser-playable files.
+    mp4_lossless: bool = True
     warp: WarpConfig = Field(default_factory=WarpConfig)  # the "warp" backend's own knobs
     fit: FitConfig = Field(default_factory=FitConfig)     # `argen-ray fit-generator` (the miniature)
 

@@ -43,6 +43,8 @@ class Config(Section):
         # The warp generator draws timing, head motion and noise from the run's measured real clips.
         if self.generator.warp.dynamics is None:
             self.generator.warp.dynamics = self.path("data", "dynamics.json")
+        if self.generator.warp.appearance is None:
+            self.generator.warp.appearance = self.path("data", "appearance.npz")
         return self
 
     def path(self, *parts: str) -> Path:

@@ -269,8 +269,11 @@ def source_signature(source: str | os.PathLike) -> str:
     return f"{source.resolve()}|{stats}"
 
 
-def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> Path:
-    """Write frames as an H.264 mp4 (imageio-ffmpeg), atomically. Odd sizes are padded to even."""
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, lossless: bool = False) -> Path:
+    """Write frames as an H.264 mp4 (imageio-ffmpeg), atomically. Odd sizes are padded to even.
+    `lossless`: libx264rgb at qp 0 in RGB, which reads back bit-exact (the default, libx264 crf 10
+    in yuv420p, smooths fine noise and adds its own; such files play in browsers, lossless ones
+    may not)."""
     import imageio.v2 as iio2
 
     arr = _check_frames(frames, str(path))
@@ -278,8 +281,9 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> Path
     if pad_h or pad_w:
         arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     with atomic_path(path, suffix=".mp4") as tmp:
-        writer = iio2.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8,
-                                 macro_block_size=1, ffmpeg_log_level="error", pixelformat="yuv420p")
+        codec = {"codec": "libx264rgb", "pixelformat": "rgb24", "output_params": ["-qp", "0"]} if lossless else \
+            {"codec": "libx264", "quality": 8, "pixelformat": "yuv420p"}
+        writer = iio2.get_writer(tmp, format="FFMPEG", fps=fps, macro_block_size=1, ffmpeg_log_level="error", **codec)
         try:
             for f in arr:
                 writer.append_data(f)
