@@ -309,6 +309,8 @@ class WarpGenerator:
         self.model_id = MODEL_ID
         self._references: OrderedDict[bytes, _Reference] = OrderedDict()
         self.dynamics = self._read_dynamics(cfg.warp.dynamics)
+        # What writing a clip adds to its noise estimate (measured with the dynamics): off the target.
+        self.codec_noise = float(((self.dynamics or {}).get("codec") or {}).get("noise", 0.0))
         self.appearance = self._read_appearance(cfg.warp.appearance)
 
     @staticmethod
@@ -344,8 +346,8 @@ class WarpGenerator:
             raise WarpError(f"request {name!r}: {exc}") from None
         fractions = {au: v / OPENFACE_MAX for au, v in self.target_aus(request).items()}
         rng = variation_rng(request.seed, f"{request.prompt}|{request.emotion}")
-        codec = float(((self.dynamics or {}).get("codec") or {}).get("noise", 0.0))
-        variation = draw_variation(rng, class_profiles(self.dynamics, request.emotion), int(num_frames), fractions, codec)
+        variation = draw_variation(rng, class_profiles(self.dynamics, request.emotion), int(num_frames), fractions,
+                                   self.codec_noise)
         aus = {au: OPENFACE_MAX * v for au, v in variation.amplitudes.items()}
         schedule = expression_schedule(curve, variation.onset, variation.apex, variation.hold)
         t0 = time.perf_counter()

@@ -126,16 +126,13 @@ def clip_residual(pair: tuple, canvas: Canvas) -> tuple[np.ndarray, np.ndarray]:
     return log_ratio(canvas.to_canvas(apex, la)) - log_ratio(warped), ca
 
 
-def inter_ocular(points: np.ndarray) -> float:
-    return float(np.hypot(*((points[42] + points[45] - points[36] - points[39]) / 2)))
-
-
 def learn_appearance(pairs: Iterable[tuple[str, tuple]], pixels_per_iod: int | None = None) -> dict:
     """The appearance model from (label, `apex_pair`) of real training clips (module doc):
     {"pixels_per_iod", "classes": {label: {"unit": (H, W, 3) log ratio per IOD of displacement,
     "shape": (68, 2) canonical apex landmarks on the canvas, "clips", "median_displacement"}}}.
     The canvas resolution defaults to the clips' median inter-ocular distance in pixels."""
     from argen_ray.ard.warp import FaceWarper
+    from argen_ray.data.demo.au_model import face_frame
 
     by_class: dict[str, list] = {}
     for label, pair in pairs:
@@ -143,7 +140,7 @@ def learn_appearance(pairs: Iterable[tuple[str, tuple]], pixels_per_iod: int | N
     if not by_class:
         return {"version": APPEARANCE_VERSION, "pixels_per_iod": 0, "classes": {}}
     if pixels_per_iod is None:
-        iods = [inter_ocular(p[2]) for rows in by_class.values() for p in rows]
+        iods = [face_frame(p[2])[3] for rows in by_class.values() for p in rows]
         pixels_per_iod = int(np.clip(round(float(np.median(iods))), 12, 96))
     canvas = Canvas(pixels_per_iod)
     classes = {}

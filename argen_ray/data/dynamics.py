@@ -87,6 +87,11 @@ def noise_sigma(gray_frame: np.ndarray) -> float:
     return float(math.sqrt(math.pi / 2) * response.sum() / (6 * (w - 2) * (h - 2)))
 
 
+def clip_noise(gray: np.ndarray) -> float:
+    """A clip's sensor noise: the median of Immerkaer's estimate over its (F, H, W) grey frames."""
+    return float(np.median([noise_sigma(x) for x in np.asarray(gray, np.float32)]))
+
+
 def noise_ratio(gray: np.ndarray) -> float:
     """Median over consecutive (F, H, W) grey frames of Immerkaer's noise estimate on their
     difference over the difference's robust spread (1.4826 MAD): ~1 for white noise, lower for
@@ -151,7 +156,7 @@ def measure_clip(frames: np.ndarray, landmarks: np.ndarray, clip_id: str = "", l
         clip_id=clip_id, label=label, num_frames=len(frames), onset=onset, apex=apex, hold=hold,
         apex_displacement=float(curve.max()), frame_change=float(np.abs(np.diff(g, axis=0)).mean()),
         head_translation=float(np.hypot(pose[:, 0], pose[:, 1]).std()), head_scale=float(pose[:, 2].std()),
-        head_roll=float(pose[:, 3].std()), noise=float(np.median([noise_sigma(x) for x in g])),
+        head_roll=float(pose[:, 3].std()), noise=clip_noise(g),
         sharpness=float(np.median(laplacian_variance(g.astype(np.uint8)))), noise_ratio=round(noise_ratio(g), 4),
         pose=np.round(pose, 4).tolist())
 
@@ -261,7 +266,7 @@ def codec_noise(records: Sequence["ClipRecord"], lossless: bool, limit: int = 32
     from argen_ray.data.video import VideoReadError, read_video, write_mp4
 
     def noise(frames: np.ndarray) -> float:
-        return float(np.median([noise_sigma(x) for x in gray_frames(np.ascontiguousarray(frames)).astype(np.float32)]))
+        return clip_noise(gray_frames(np.ascontiguousarray(frames)))
 
     added = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -295,6 +300,6 @@ def read_dynamics(path: str | os.PathLike) -> dict:
     return data
 
 
-__all__ = ["ClipDynamics", "DynamicsError", "SUMMARY_FIELDS", "class_dynamics", "codec_noise", "csv_landmarks", "expression_curve",
+__all__ = ["ClipDynamics", "DynamicsError", "SUMMARY_FIELDS", "class_dynamics", "clip_noise", "codec_noise", "csv_landmarks", "expression_curve",
            "head_pose", "measure_clip", "measure_dataset_dynamics", "measure_records", "noise_ratio", "noise_sigma",
            "read_dynamics", "record_landmarks", "summarize", "timing", "tracked_landmarks", "write_dynamics"]
