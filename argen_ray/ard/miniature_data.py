@@ -18,17 +18,22 @@ FRAME_CLIP_FRAMES = 4       # frames per rendered clip of the single-frame pools
 # ---------------------------------------------------------------------------------------------
 # Prompts
 # ---------------------------------------------------------------------------------------------
+def template_prompt(emotion: str, noun: str, descriptions: list[str]) -> str:
+    """ASI's template composition of `descriptions`: "The person's face shows <noun>: <d1>; ..."."""
+    from argen_ray.asi.vlm import VLMRequest, template_text
+
+    image = np.zeros((8, 8, 3), np.uint8)  # the template ignores the image
+    return template_text(VLMRequest(f"fit-{emotion}", image, emotion, noun, descriptions))
+
+
 def emotion_prompts(emotion: str, kb=None) -> list[str]:
     """Every prompt ASI's template composition can give an emotion: "The person's face shows
     <noun>: <description>." over the knowledge base's records (neutral: its gloss)."""
     from argen_ray.asi.knowledge import load_knowledge_base
-    from argen_ray.asi.vlm import VLMRequest, template_text
 
     kb = kb or load_knowledge_base()
     entry = kb.emotion(emotion)
-    descriptions = [kb.render(r) for r in entry.records] or [entry.gloss]
-    image = np.zeros((8, 8, 3), np.uint8)  # the template ignores the image
-    return [template_text(VLMRequest(f"fit-{emotion}", image, emotion, entry.noun, [d])) for d in descriptions]
+    return [template_prompt(emotion, entry.noun, [d]) for d in [kb.render(r) for r in entry.records] or [entry.gloss]]
 
 
 def composed_prompt(emotion: str, aus: dict[str, float], rng: np.random.Generator, kb=None) -> str:
@@ -37,13 +42,11 @@ def composed_prompt(emotion: str, aus: dict[str, float], rng: np.random.Generato
     vector `aus` (0-1 rise per AU, the paper's eq. 8), so its adverbs follow the clip's amplitude
     (neutral: its gloss)."""
     from argen_ray.asi.knowledge import load_knowledge_base
-    from argen_ray.asi.vlm import VLMRequest, template_text
 
     kb = kb or load_knowledge_base()
     entry = kb.emotion(emotion)
     records = [entry.records[i] for i in rng.permutation(len(entry.records))[:2]]
-    descriptions = [kb.render(kb.adapted(r, aus)) for r in records] or [entry.gloss]
-    return template_text(VLMRequest(f"fit-{emotion}", np.zeros((8, 8, 3), np.uint8), emotion, entry.noun, descriptions))
+    return template_prompt(emotion, entry.noun, [kb.render(kb.adapted(r, aus)) for r in records] or [entry.gloss])
 
 
 def clip_au_vector(timeline) -> dict[str, float]:
