@@ -164,7 +164,9 @@ def test_generator_actor_killed_mid_call_is_restarted_and_the_request_retried(wo
     cfg, states = world
     evaluator = CandidateEvaluator(cfg)
     n = 24  # several batched calls (generator.max_batch each), so the kill lands inside them
-    actions = np.tile([[4, 0, 0]], (n, 1))
+    # 24 distinct clips (T 5 or 10 x every alpha/beta): the warp renders a call's identical requests
+    # once, and 24 copies of one clip would finish before the kill lands.
+    actions = np.array([[t, a, b] for t in (0, 1) for a in range(4) for b in range(4)][:n])
     victim = evaluator.generators.actors[0]
     pid_before = ray.get(victim.info.remote())["pid"]
     expected = evaluator.evaluate(states, [0] * n, actions, seed=1)
