@@ -67,6 +67,19 @@ def test_pool_generates_16_frame_videos_equal_to_in_process_ones(pool, cfg):
     assert text.shape == (1, 32) and image.shape == (1, 4 * 8 * 8)
 
 
+def test_a_call_on_one_actor_stays_one_call_of_whole_groups(pool, cfg):
+    # The backend batches by generator.max_batch itself; the pool only spreads a call over actors,
+    # so with one actor the backend sees the whole call (the warp renders its identical clips once).
+    requests = [GenerationRequest(image=_face(n), prompt="a surprised face", steps=1, guidance=9.0, seed=n,
+                                  request_id=f"r{n}") for n in range(cfg.generator.max_batch + 2)]
+    before = ray.get(pool.actors[0].info.remote())
+    results = pool.generate(requests)
+    after = ray.get(pool.actors[0].info.remote())
+    assert [r.request_id for r in results] == [q.request_id for q in requests]
+    assert after["calls"] - before["calls"] == 1
+    assert after["generated"] - before["generated"] == len(requests)
+
+
 def test_bad_request_raises_the_backend_error(pool):
     bad = GenerationRequest(image=_face(), prompt="a face", steps=2, guidance=np.ones(3), request_id="short-curve")
     with pytest.raises(TI2VInputError, match="short-curve.*15 per-frame values"):

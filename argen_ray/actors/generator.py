@@ -44,6 +44,7 @@ class GeneratorActor:
         self.model_id = self.backend.model_id
         self.backend_name = cfg.backend
         self.generated = 0
+        self.calls = 0
 
     def ready(self) -> str:
         """Returns the model id once the model is loaded (start-up barrier)."""
@@ -52,25 +53,29 @@ class GeneratorActor:
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         results = self.backend.generate(requests)
         self.generated += len(results)
+        self.calls += 1
         return results
 
     def encode_state(self, prompts: list[str], images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return self.backend.encode_state(prompts, images)
 
     def info(self) -> dict:
-        """Process id, backend, model and videos generated since this (re)start."""
+        """Process id, backend, model, and videos generated and calls served since this (re)start."""
         import torch
 
         return {"pid": os.getpid(), "backend": self.backend_name, "model_id": self.model_id,
-                "generated": self.generated, "cuda": torch.cuda.is_available()}
+                "generated": self.generated, "calls": self.calls, "cuda": torch.cuda.is_available()}
 
 
 class GeneratorPool:
-    """Spreads requests over the named GeneratorActors, `max_batch` per call, results in order.
+    """Spreads requests over the named GeneratorActors, results in order.
 
-    A group of G <= max_batch candidates stays on one actor, where its requests share UNet
-    calls; successive calls start on successive actors, so several env runners keep every
-    actor busy.
+    A call is cut into at most one part per actor, each a whole number of `max_batch` groups
+    (the backend batches its UNet calls by `max_batch` itself), so a group of G <= max_batch
+    candidates stays on one actor and a call on one actor stays one call: the backend then sees
+    all of it (the warp renders a call's identical clips once; cutting the oracle evaluation's
+    80 actions into calls of 4 rendered all 80). Successive calls start on successive actors, so
+    several env runners keep every actor busy.
     """
 
     def __init__(self, actors: list, cfg, model_id: str, namespace: str | None = None, placement=None):
@@ -107,7 +112,8 @@ class GeneratorPool:
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         import ray
 
-        size = self.cfg.max_batch
+        groups = -(-len(requests) // self.cfg.max_batch)
+        size = -(-groups // max(1, min(len(self.actors), groups))) * self.cfg.max_batch
         chunks = [requests[i:i + size] for i in range(0, len(requests), size)]
         refs = [self.actors[next(self._next) % len(self.actors)].generate.remote(chunk) for chunk in chunks]
         return [result for chunk in self._get(refs, "generation") for result in chunk]

@@ -35,6 +35,7 @@ import numpy as np
 # smoothstep(x) = 3x^2 - 2x^3 reaches 10 % at x = S10 and 90 % at x = S90.
 S10, S90 = 0.19580, 0.80420
 TIMING_JITTER = 0.5  # frames
+STRENGTH_STEPS = 9   # bisection steps of the noise strength: within 2 x target / 2^9 = 0.4 % of the target
 GRAIN_STEPS = 5      # bisection steps of the noise grain for a noise target (blur within 1.5 / 32 pixels)
 
 
@@ -241,7 +242,7 @@ def add_sensor_noise(frames: np.ndarray, frame_change: float, blur: float, rng: 
 
     def strength(fields: np.ndarray) -> float:
         low, high = 0.0, 2.0 * frame_change   # the change of noise alone at spread s is ~1.13 s
-        for _ in range(14):
+        for _ in range(STRENGTH_STEPS):
             mid = (low + high) / 2
             low, high = (mid, high) if mean_frame_change(noisy(fields, mid)) < frame_change else (low, mid)
         return (low + high) / 2
