@@ -77,19 +77,39 @@ def atomic_write_json(target: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(target, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `<path>.lock` (processes of one machine; released on exit or death)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class JsonlStore:
     """An append-only JSONL file keyed by one field, for resumable per-item outputs.
 
     A torn last line (a run killed mid-append) is ignored on reading and overwritten cleanly.
+    Reading and appending hold a file lock, so worker processes of one run (the recognition study's
+    pairs) can share a store: a reader never rewrites the file under another's append.
     """
 
     def __init__(self, path: str | os.PathLike, key: str):
         self.path = Path(path)
         self.key = key
         self.records: dict[str, dict] = {}
-        if self.path.exists():
+        if not self.path.exists():
+            return
+        with _locked(self.path):
             good: list[str] = []
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+            text = self.path.read_text(encoding="utf-8")
+            lines = text.splitlines()
+            for line in lines:
                 if not line.strip():
                     continue
                 try:
@@ -99,8 +119,8 @@ class JsonlStore:
                 if isinstance(rec, dict) and self.key in rec:
                     self.records[str(rec[self.key])] = rec
                     good.append(line)
-            # Rewrite without torn lines so appends start on a clean line.
-            atomic_write_text(self.path, "".join(g + "\n" for g in good))
+            if len(good) != len(lines) or (text and not text.endswith("\n")):  # so that appends start on a clean line
+                atomic_write_text(self.path, "".join(g + "\n" for g in good))
 
     def __contains__(self, item_key: object) -> bool:
         return str(item_key) in self.records
@@ -109,7 +129,8 @@ class JsonlStore:
         """Keep only the records for which `keep(record)` is true (atomically rewritten): work
         recorded after the state a rerun resumes from is redone, never listed twice."""
         self.records = {k: r for k, r in self.records.items() if keep(r)}
-        atomic_write_text(self.path, "".join(json.dumps(r, default=str) + "\n" for r in self.records.values()))
+        with _locked(self.path):
+            atomic_write_text(self.path, "".join(json.dumps(r, default=str) + "\n" for r in self.records.values()))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -120,9 +141,8 @@ class JsonlStore:
     def append(self, record: dict) -> None:
         if self.key not in record:
             raise KeyError(f"record for {self.path} lacks its key field {self.key!r}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(record, default=str)
-        with open(self.path, "a", encoding="utf-8") as fh:
+        with _locked(self.path), open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -165,3 +165,25 @@ def test_a_study_runs_every_seed_resumes_by_pair_and_the_filter_drops_what_the_r
     assert len(units) == 4 and len({u["unit"] for u in units}) == 4
     run_protocol(cfg, manifest, progress=False)
     assert len(read_jsonl(run_dir / "recognition" / "results.jsonl")) == 4
+
+
+def test_a_study_in_two_worker_processes_gives_the_pairs_of_one_process(tmp_path, dfew):
+    # recognition.processes only spreads the work: the features are filled once, the pairs train
+    # in spawned workers, and every pair's scores and the shared results.jsonl match a serial run.
+    def study(run_dir, processes):
+        cfg = load_config(None, [f"run_dir={run_dir}", "data.kind=dfew", f"data.root={dfew}", *FAST,
+                                 "recognition.models=[MobileNetV2Frozen_LSTM]", "recognition.seeds=[0,1]",
+                                 f"recognition.processes={processes}"])
+        manifest = _generated(Path(run_dir), [("g1", "fear", None), ("g2", "surprise", None)])
+        return run_protocol(cfg, manifest, progress=False)
+
+    serial, parallel = study(tmp_path / "serial", 1), study(tmp_path / "parallel", 2)
+    assert parallel["pairs"] == serial["pairs"] == [[1, 0], [1, 1]]
+    for a, b in zip(serial["per_fold"], parallel["per_fold"]):
+        for variant in ("original", "augmented"):
+            x, y = a["models"]["MobileNetV2Frozen_LSTM"][variant], b["models"]["MobileNetV2Frozen_LSTM"][variant]
+            assert (x["war"], x["uar"], x["train_counts"]) == (y["war"], y["uar"], y["train_counts"])
+            assert x["history"][-1]["loss"] == pytest.approx(y["history"][-1]["loss"], rel=1e-5)
+    units = read_jsonl(tmp_path / "parallel" / "recognition" / "results.jsonl")
+    assert sorted(u["unit"] for u in units) == sorted(u["unit"] for u in read_jsonl(
+        tmp_path / "serial" / "recognition" / "results.jsonl")) and len(units) == 4

@@ -65,6 +65,9 @@ class RecognitionConfig(Section):
     zero_shot_from: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(default=0, ge=0)   # DataLoader worker processes
+    # The study's worker processes: with > 1, the frozen-backbone features are computed and the
+    # (fold, seed) pairs trained this many at a time (each on one thread; results unchanged).
+    processes: int = Field(default=1, ge=1)
     # How many generated clips each scarce class gets (DESIGN 2.5): g_c = max(0, ceil(gamma*m) - n_c).
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig())
     # Generation metrics: FVD groups smaller than this (either side) are skipped and reported;

@@ -202,16 +202,73 @@ def study_pairs(cfg: "Config") -> list[tuple[int | None, int]]:
     return [(fold, seed) for fold in folds for seed in seeds]
 
 
-def run_study(cfg: "Config", generated_manifest, progress: bool = True) -> dict:
-    """Every (fold, seed) pair of the study (each resumes unit by unit), then the study summary:
-    mean ± std per variant, paired Δ with bootstrap CI, verdict, recognizability, plots."""
+def _study_pair(cfg: "Config", fold: int | None, seed: int, generated_manifest, progress: bool) -> dict:
+    """One (fold, seed) pair of the study (a worker process's job with `recognition.processes` > 1)."""
     from argen_ray.data import open_dataset
 
-    pairs = []
-    for fold, seed in study_pairs(cfg):
-        pair_cfg = cfg if fold is None else cfg.model_copy(update={"data": cfg.data.model_copy(update={"fold": fold})})
-        pairs.append(compare_original_vs_augmented(pair_cfg, open_dataset(pair_cfg), generated_manifest,
-                                                   progress=progress, seed=seed))
+    pair_cfg = cfg if fold is None else cfg.model_copy(update={"data": cfg.data.model_copy(update={"fold": fold})})
+    return compare_original_vs_augmented(pair_cfg, open_dataset(pair_cfg), generated_manifest, progress=progress,
+                                         seed=seed)
+
+
+def _fill_features(cfg: "Config", records: list[ClipRecord]) -> int:
+    """The frozen-backbone features of `records` for every configured model (a worker's share)."""
+    from argen_ray.recognition.train import feature_cache, new_model
+
+    filled = 0
+    for name in cfg.recognition.models:
+        cache = feature_cache(new_model(name, cfg.recognition), cfg.recognition, cfg.path("recognition"))
+        if cache is not None:
+            cache.fill(records, progress=False)
+            filled += cache.computed
+    return filled
+
+
+def _in_processes(calls: list[tuple[Callable, tuple]], processes: int, desc: str, progress: bool) -> list:
+    """`fn(*args)` for every call in `processes` spawned workers of one torch thread each, results
+    in call order; the first error is raised once the running calls have finished (each pair's
+    finished units are saved, so a rerun resumes)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+    from tqdm.auto import tqdm
+
+    out: list = [None] * len(calls)
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(calls)}
+        for future in tqdm(as_completed(futures), total=len(calls), desc=desc, unit="job", disable=not progress):
+            out[futures[future]] = future.result()
+    return out
+
+
+def _prefill_features(cfg: "Config", generated_manifest, processes: int, progress: bool) -> None:
+    """Compute the frame features every pair reads (the dataset's clips and the generated ones) once,
+    spread over the worker processes, before the pairs start (else two workers would compute the
+    same clip)."""
+    from argen_ray.data import open_dataset
+
+    records = list(open_dataset(cfg).records)
+    if generated_manifest is not None:
+        records += read_generated_clips(generated_manifest)
+    shards = [records[k::processes] for k in range(processes)]
+    _in_processes([(_fill_features, (cfg, shard)) for shard in shards if shard], processes,
+                  "frame features (parallel)", progress)
+
+
+def run_study(cfg: "Config", generated_manifest, progress: bool = True) -> dict:
+    """Every (fold, seed) pair of the study (each resumes unit by unit), then the study summary:
+    mean ± std per variant, paired Δ with bootstrap CI, verdict, recognizability, plots. With
+    `recognition.processes` > 1 the pairs train that many at a time in worker processes."""
+    todo = study_pairs(cfg)
+    processes = min(cfg.recognition.processes, len(todo))
+    if processes > 1:
+        _prefill_features(cfg, generated_manifest, processes, progress)
+        pairs = _in_processes([(_study_pair, (cfg, fold, seed, generated_manifest, False)) for fold, seed in todo],
+                              processes, "study pairs", progress)
+    else:
+        pairs = [_study_pair(cfg, fold, seed, generated_manifest, progress) for fold, seed in todo]
     scarce = pairs[0]["scarce"]
     study = summarize_study(pairs, scarce)
     out_dir = cfg.path("recognition")

@@ -231,6 +231,14 @@ def unit_name(model_name: str, fold: int | None, variant: str, seed: int = 0) ->
     return f"{model_name}{where}_seed{seed}_{variant}"
 
 
+def new_model(model_name: str, rc: RecognitionConfig) -> DFERBaseline:
+    """A freshly initialised `model_name` (its backbone's pretrained weights loaded) on `rc.device`."""
+    if model_name not in MODELS:
+        raise RecognitionError(f"unknown recognition model {model_name!r}: expected one of {', '.join(MODELS)}")
+    return build_model(model_name, NUM_CLASSES, rc.hidden, rc.num_segments,
+                       pretrained=rc.pretrained.get(MODELS[model_name][0])).to(resolve_device(rc.device))
+
+
 def train_and_evaluate(model_name: str, train_records: list[ClipRecord], test_records: list[ClipRecord],
                        rc: RecognitionConfig, out_dir: str | os.PathLike, *, fold: int | None, variant: str,
                        seed: int = 0, progress: bool = True) -> dict:
@@ -243,12 +251,8 @@ def train_and_evaluate(model_name: str, train_records: list[ClipRecord], test_re
     if not test_records:
         raise RecognitionError(f"{name}: the test split is empty")
     torch.manual_seed(seed)
-    device = resolve_device(rc.device)
-    if model_name not in MODELS:
-        raise RecognitionError(f"unknown recognition model {model_name!r}: expected one of {', '.join(MODELS)}")
+    model = new_model(model_name, rc)
     backbone = MODELS[model_name][0]
-    model = build_model(model_name, NUM_CLASSES, rc.hidden, rc.num_segments,
-                        pretrained=rc.pretrained.get(backbone)).to(device)
     partial = out_dir / "checkpoints" / f"{name}.partial.pt"
     cache = feature_cache(model, rc, out_dir)
     if cache is not None:
