@@ -195,17 +195,19 @@ def noise_blur(ratio: float) -> float:
 
 
 def mean_frame_change(frames: np.ndarray) -> float:
-    """Mean absolute grey-level difference between consecutive frames (`dynamics.frame_change`)."""
-    g = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return float(np.abs(np.diff(g, axis=0)).mean()) if len(g) > 1 else 0.0
+    """`dynamics.frame_change` of (F, H, W, 3) uint8 frames, on the same 8-bit grey as the real clips'."""
+    from argen_ray.ard.rewards import gray_frames
+    from argen_ray.data.dynamics import clip_frame_change
+
+    return clip_frame_change(gray_frames(np.ascontiguousarray(frames, np.uint8)))
 
 
 def frames_noise(frames: np.ndarray) -> float:
-    """Median sensor-noise estimate over (F, H, W, 3) frames (`dynamics.noise`'s definition)."""
-    from argen_ray.data.dynamics import noise_sigma
+    """`dynamics.noise` of (F, H, W, 3) uint8 frames, on the same 8-bit grey as the real clips'."""
+    from argen_ray.ard.rewards import gray_frames
+    from argen_ray.data.dynamics import clip_noise
 
-    g = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return float(np.median([noise_sigma(x) for x in g]))
+    return clip_noise(gray_frames(np.ascontiguousarray(frames, np.uint8)))
 
 
 def add_sensor_noise(frames: np.ndarray, frame_change: float, blur: float, rng: np.random.Generator,

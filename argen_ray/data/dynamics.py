@@ -92,6 +92,12 @@ def clip_noise(gray: np.ndarray) -> float:
     return float(np.median([noise_sigma(x) for x in np.asarray(gray, np.float32)]))
 
 
+def clip_frame_change(gray: np.ndarray) -> float:
+    """A clip's frame change: the mean absolute difference between consecutive (F, H, W) grey frames."""
+    g = np.asarray(gray, np.float32)
+    return float(np.abs(np.diff(g, axis=0)).mean()) if len(g) > 1 else 0.0
+
+
 def noise_ratio(gray: np.ndarray) -> float:
     """Median over consecutive (F, H, W) grey frames of Immerkaer's noise estimate on their
     difference over the difference's robust spread (1.4826 MAD): ~1 for white noise, lower for
@@ -154,7 +160,7 @@ def measure_clip(frames: np.ndarray, landmarks: np.ndarray, clip_id: str = "", l
     g = gray_frames(np.ascontiguousarray(frames, np.uint8)).astype(np.float32)
     return ClipDynamics(
         clip_id=clip_id, label=label, num_frames=len(frames), onset=onset, apex=apex, hold=hold,
-        apex_displacement=float(curve.max()), frame_change=float(np.abs(np.diff(g, axis=0)).mean()),
+        apex_displacement=float(curve.max()), frame_change=clip_frame_change(g),
         head_translation=float(np.hypot(pose[:, 0], pose[:, 1]).std()), head_scale=float(pose[:, 2].std()),
         head_roll=float(pose[:, 3].std()), noise=clip_noise(g),
         sharpness=float(np.median(laplacian_variance(g.astype(np.uint8)))), noise_ratio=round(noise_ratio(g), 4),
@@ -300,6 +306,6 @@ def read_dynamics(path: str | os.PathLike) -> dict:
     return data
 
 
-__all__ = ["ClipDynamics", "DynamicsError", "SUMMARY_FIELDS", "class_dynamics", "clip_noise", "codec_noise", "csv_landmarks", "expression_curve",
+__all__ = ["ClipDynamics", "DynamicsError", "SUMMARY_FIELDS", "class_dynamics", "clip_frame_change", "clip_noise", "codec_noise", "csv_landmarks", "expression_curve",
            "head_pose", "measure_clip", "measure_dataset_dynamics", "measure_records", "noise_ratio", "noise_sigma",
            "read_dynamics", "record_landmarks", "summarize", "timing", "tracked_landmarks", "write_dynamics"]
