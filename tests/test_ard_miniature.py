@@ -72,6 +72,24 @@ def test_fit_saves_a_modelscope_folder_that_the_ti2v_backend_loads_by_name(fitte
     assert result.nfe == 5 * 3 * 2   # one new frame per 4-frame window, CFG in one call
 
 
+def test_fewer_condition_frames_give_each_window_more_new_frames(fitted):
+    """generator.condition_frames = K < window - 1: F - K new frames per window, so
+    NFE = ceil(N / (F - K)) * T * 2 (DESIGN 2.2's count); K must leave a new frame."""
+    from argen_ray.ard.generator import GenerationRequest, build_generator
+    from argen_ray.config import ConfigError, load_config
+
+    base = ["generator.backend=ti2v", "generator.model=miniature", "generator.height=32", "generator.width=32",
+            "generator.window=4", "generator.num_frames=6", "generator.num_cpus=1"]
+    generator = build_generator(load_config(None, base + ["generator.condition_frames=2"]).generator)
+    request = GenerationRequest(prompt="The person's face shows fear: the jaw drops.",
+                                image=np.full((32, 32, 3), 128, np.uint8), steps=3, guidance=9.0, seed=1)
+    [result] = generator.generate([request])
+    assert result.frames.shape == (6, 32, 32, 3)
+    assert result.nfe == 3 * 3 * 2   # 5 new frames, 2 per window: 3 windows
+    with pytest.raises(ConfigError, match="condition_frames"):
+        load_config(None, base + ["generator.condition_frames=4"])
+
+
 def test_a_test_sized_fit_lowers_both_losses(fitted):
     _, record, _ = fitted
     losses = fitted[0].losses

@@ -115,7 +115,11 @@ class GeneratorConfig(Section):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"          # "auto": cuda when the process sees a GPU, else cpu
     num_frames: int = Field(16, ge=2)   # F of the output video, the reference included; N = F - 1
-    window: int = Field(16, ge=2)       # frames per UNet window; K = window - 1 condition frames
+    window: int = Field(16, ge=2)       # frames per UNet window
+    # K condition frames per window: null = window - 1 (TI2V-Zero, DESIGN 2.2: one new frame per
+    # window). Fewer = more new frames per window, fewer autoregressive hops: on the miniature's
+    # 4-frame windows K = 2 keeps faces the sliding queue loses along the clip (docs/generator.md).
+    condition_frames: int | None = Field(None, ge=1)
     height: int = Field(64, ge=8)
     width: int = Field(64, ge=8)
     resample: int = Field(0, ge=0)      # r resample passes per DDIM step
@@ -149,4 +153,7 @@ class GeneratorConfig(Section):
             raise ValueError(f"w_min ({self.w_min}) must not exceed w_max ({self.w_max})")
         if self.height % 8 or self.width % 8:
             raise ValueError(f"height and width must be multiples of 8 (the VAE), got {self.height}x{self.width}")
+        if self.condition_frames is not None and self.condition_frames >= self.window:
+            raise ValueError(f"condition_frames ({self.condition_frames}) must be below window ({self.window}): "
+                             f"each window needs a new frame")
         return self
