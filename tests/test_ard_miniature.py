@@ -163,7 +163,7 @@ def test_the_vae_learns_from_vae_identities_people_and_the_unet_from_num_identit
         fitter.run()
         return fitter.losses["vae"]
 
-    # Same seed and draws: only the VAE's pool differs (None: the UNet's clips, as the shipped v3).
+    # Same seed and draws: only the VAE's pool differs (None: the UNet's clips, as v3).
     three, four, unets = vae_losses(3), vae_losses(4), vae_losses(None)
     assert three != four and unets not in (three, four)
     work = tmp_path / "m4.work"
@@ -224,7 +224,7 @@ def test_training_clips_cover_every_emotion_on_people_outside_the_demo_dataset()
     for per_clip in (True, False):
         assert pool.prompt(pool.emotions.index("neutral"), rng, per_clip) == calm
         assert pool.prompt(pool.emotions.index("fear"), rng, per_clip).startswith("The person's face shows fear: ")
-    # "emotion" prompts: one knowledge-base description at its default intensities (the shipped v3's).
+    # "emotion" prompts: one knowledge-base description at its default intensities (the shipped v5's, as v3's).
     assert pool.prompt(pool.emotions.index("disgust"), rng, False) in emotion_prompts("disgust")
 
 
