@@ -72,6 +72,24 @@ def test_fit_saves_a_modelscope_folder_that_the_ti2v_backend_loads_by_name(fitte
     assert result.nfe == 5 * 3 * 2   # one new frame per 4-frame window, CFG in one call
 
 
+def test_fewer_condition_frames_give_each_window_more_new_frames(fitted):
+    """generator.condition_frames = K < window - 1: F - K new frames per window, so
+    NFE = ceil(N / (F - K)) * T * 2 (DESIGN 2.2's count); K must leave a new frame."""
+    from argen_ray.ard.generator import GenerationRequest, build_generator
+    from argen_ray.config import ConfigError, load_config
+
+    base = ["generator.backend=ti2v", "generator.model=miniature", "generator.height=32", "generator.width=32",
+            "generator.window=4", "generator.num_frames=6", "generator.num_cpus=1"]
+    generator = build_generator(load_config(None, base + ["generator.condition_frames=2"]).generator)
+    request = GenerationRequest(prompt="The person's face shows fear: the jaw drops.",
+                                image=np.full((32, 32, 3), 128, np.uint8), steps=3, guidance=9.0, seed=1)
+    [result] = generator.generate([request])
+    assert result.frames.shape == (6, 32, 32, 3)
+    assert result.nfe == 3 * 3 * 2   # 5 new frames, 2 per window: 3 windows
+    with pytest.raises(ConfigError, match="condition_frames"):
+        load_config(None, base + ["generator.condition_frames=4"])
+
+
 def test_a_test_sized_fit_lowers_both_losses(fitted):
     _, record, _ = fitted
     losses = fitted[0].losses
@@ -145,7 +163,7 @@ def test_the_vae_learns_from_vae_identities_people_and_the_unet_from_num_identit
         fitter.run()
         return fitter.losses["vae"]
 
-    # Same seed and draws: only the VAE's pool differs (None: the UNet's clips, as the shipped v3).
+    # Same seed and draws: only the VAE's pool differs (None: the UNet's clips, as v3).
     three, four, unets = vae_losses(3), vae_losses(4), vae_losses(None)
     assert three != four and unets not in (three, four)
     work = tmp_path / "m4.work"
@@ -206,7 +224,7 @@ def test_training_clips_cover_every_emotion_on_people_outside_the_demo_dataset()
     for per_clip in (True, False):
         assert pool.prompt(pool.emotions.index("neutral"), rng, per_clip) == calm
         assert pool.prompt(pool.emotions.index("fear"), rng, per_clip).startswith("The person's face shows fear: ")
-    # "emotion" prompts: one knowledge-base description at its default intensities (the shipped v3's).
+    # "emotion" prompts: one knowledge-base description at its default intensities (the shipped v5's, as v3's).
     assert pool.prompt(pool.emotions.index("disgust"), rng, False) in emotion_prompts("disgust")
 
 

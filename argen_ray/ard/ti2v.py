@@ -458,7 +458,8 @@ class TI2VGenerator:
                 num_frames=[r.num_frames or cfg.num_frames for r in chunk],
                 num_inference_steps=[r.steps for r in chunk], guidance_scale=[r.guidance for r in chunk],
                 generator=[torch.Generator("cpu").manual_seed(int(r.seed)) for r in chunk],
-                resample_steps=cfg.resample, window_size=cfg.window, height=cfg.height, width=cfg.width,
+                resample_steps=cfg.resample, window_size=cfg.window, num_condition_frames=cfg.condition_frames,
+                height=cfg.height, width=cfg.width,
                 negative_prompt=cfg.negative_prompt, output_type="uint8")
         except TI2VInputError as exc:
             if exc.request is None:

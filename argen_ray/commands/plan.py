@@ -130,7 +130,7 @@ def plan_generation_stages(cfg, gpu: GPUSpec, generated: int | None) -> tuple[li
 
     def nfe(frames: int) -> dict:
         new = frames - 1
-        return {k: ti2v_nfe(new, s, g.resample, window=g.window)
+        return {k: ti2v_nfe(new, s, g.resample, window=g.window, condition_frames=g.condition_frames)
                 for k, s in (("min", min(steps)), ("mean", _mean(steps)), ("max", max(steps)))}
 
     def video_flops(frames: int, evals: float) -> float:

@@ -51,26 +51,27 @@ class FitConfig(Section):
     docs/generator.md "The miniature"). Defaults are the shipped model's recorded settings."""
 
     seed: int = 0
-    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v3
+    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v5
     # 64 px: Haar finds a face in 91 % of real demo frames at 64 px, 12 % at 32 px (docs/generator.md).
     size: int = Field(64, ge=32)     # pixels per side (the renderer draws >= 32)
     # 4-frame windows: a UNet call on 4 frames costs ~60 % of one on 8, and a clip is 15 windows x T calls.
     window: int = Field(4, ge=2)     # frames per training window (= generator.window at sampling)
     clip_frames: int = Field(16, ge=2)
-    num_identities: int = Field(40, ge=2)   # rendered people of the UNet's clips, none of them the demo dataset's
-    # The VAE's single frames: null = the UNet's clips (the shipped v3); N = 4-frame clips of N people
-    # (the first num_identities the UNet's). v3's VAE finds faces in 100 % of its 40 people's frames,
-    # 62-94 % of unseen people's; 400 people: worse at 600 steps, 0.98 vs 0.94 on the demo people at
-    # 1000 steps but worse on another set (docs/generator.md); no UNet fitted on it yet.
-    vae_identities: int | None = Field(None, ge=2)
+    num_identities: int = Field(80, ge=2)   # rendered people of the UNet's clips, none of them the demo dataset's
+    # The VAE's single frames: null = the UNet's clips (v3); N = 4-frame clips of N people (the first
+    # num_identities the UNet's). 400 people at 1000 steps (the shipped v5): faces in 0.98 of the demo
+    # people's round-tripped frames (v3's 40 people: 0.94), worse on another set (docs/generator.md).
+    vae_identities: int | None = Field(400, ge=2)
     # UNet prompts: "emotion" = one knowledge-base record at its default intensities, whatever the clip
-    # shows (the shipped v3); "clip" = ASI's two-record composition adapted to the clip's AU vector,
+    # shows (the shipped v3 and v5); "clip" = ASI's two-record composition adapted to the clip's AU vector,
     # so the text says how strongly the clip shows each AU (what guidance can amplify).
     prompts: Literal["emotion", "clip"] = "emotion"
     clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
-    vae_steps: int = Field(600, ge=0)
-    unet_steps: int = Field(2500, ge=0)
+    vae_steps: int = Field(1000, ge=0)
+    # 2,500 UNet steps: generated faces 0.73 of frames, lost along the clip; 8,000: 0.955, the VAE's
+    # ceiling (docs/generator.md, "Where generated faces are lost").
+    unet_steps: int = Field(8000, ge=0)
     batch_size: int = Field(8, ge=1)
     vae_lr: float = Field(1e-3, gt=0)
     lr: float = Field(1e-3, gt=0)
@@ -115,7 +116,11 @@ class GeneratorConfig(Section):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"          # "auto": cuda when the process sees a GPU, else cpu
     num_frames: int = Field(16, ge=2)   # F of the output video, the reference included; N = F - 1
-    window: int = Field(16, ge=2)       # frames per UNet window; K = window - 1 condition frames
+    window: int = Field(16, ge=2)       # frames per UNet window
+    # K condition frames per window: null = window - 1 (TI2V-Zero, DESIGN 2.2: one new frame per
+    # window). Fewer = more new frames per window, fewer autoregressive hops: on the miniature's
+    # 4-frame windows K = 2 keeps faces the sliding queue loses along the clip (docs/generator.md).
+    condition_frames: int | None = Field(None, ge=1)
     height: int = Field(64, ge=8)
     width: int = Field(64, ge=8)
     resample: int = Field(0, ge=0)      # r resample passes per DDIM step
@@ -149,4 +154,7 @@ class GeneratorConfig(Section):
             raise ValueError(f"w_min ({self.w_min}) must not exceed w_max ({self.w_max})")
         if self.height % 8 or self.width % 8:
             raise ValueError(f"height and width must be multiples of 8 (the VAE), got {self.height}x{self.width}")
+        if self.condition_frames is not None and self.condition_frames >= self.window:
+            raise ValueError(f"condition_frames ({self.condition_frames}) must be below window ({self.window}): "
+                             f"each window needs a new frame")
         return self
