@@ -78,6 +78,7 @@ def test_a_call_on_one_actor_stays_one_call_of_whole_groups(pool, cfg):
     assert [r.request_id for r in results] == [q.request_id for q in requests]
     assert after["calls"] - before["calls"] == 1
     assert after["generated"] - before["generated"] == len(requests)
+    assert pool.generate([]) == []
 
 
 def test_bad_request_raises_the_backend_error(pool):

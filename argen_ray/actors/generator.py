@@ -112,8 +112,10 @@ class GeneratorPool:
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         import ray
 
+        if not requests:
+            return []
         groups = -(-len(requests) // self.cfg.max_batch)
-        size = -(-groups // max(1, min(len(self.actors), groups))) * self.cfg.max_batch
+        size = -(-groups // min(len(self.actors), groups)) * self.cfg.max_batch
         chunks = [requests[i:i + size] for i in range(0, len(requests), size)]
         refs = [self.actors[next(self._next) % len(self.actors)].generate.remote(chunk) for chunk in chunks]
         return [result for chunk in self._get(refs, "generation") for result in chunk]

@@ -211,17 +211,13 @@ def _study_pair(cfg: "Config", fold: int | None, seed: int, generated_manifest, 
                                          seed=seed)
 
 
-def _fill_features(cfg: "Config", records: list[ClipRecord]) -> int:
-    """The frozen-backbone features of `records` for every configured model (a worker's share)."""
+def _fill_features(cfg: "Config", models: list[str], records: list[ClipRecord]) -> None:
+    """The features of `records` for the frozen-backbone `models` (a worker's share)."""
     from argen_ray.recognition.train import feature_cache, new_model
 
-    filled = 0
-    for name in cfg.recognition.models:
-        cache = feature_cache(new_model(name, cfg.recognition), cfg.recognition, cfg.path("recognition"))
-        if cache is not None:
-            cache.fill(records, progress=False)
-            filled += cache.computed
-    return filled
+    for name in models:
+        feature_cache(new_model(name, cfg.recognition), cfg.recognition, cfg.path("recognition")).fill(
+            records, progress=False)
 
 
 def _in_processes(calls: list[tuple[Callable, tuple]], processes: int, desc: str, progress: bool) -> list:
@@ -248,12 +244,16 @@ def _prefill_features(cfg: "Config", generated_manifest, processes: int, progres
     spread over the worker processes, before the pairs start (else two workers would compute the
     same clip)."""
     from argen_ray.data import open_dataset
+    from argen_ray.recognition.models import BACKBONES, MODELS
 
+    frozen = [m for m in cfg.recognition.models if getattr(BACKBONES[MODELS[m][0]], "frozen", False)]
+    if not frozen:  # end-to-end models cache nothing
+        return
     records = list(open_dataset(cfg).records)
     if generated_manifest is not None:
         records += read_generated_clips(generated_manifest)
     shards = [records[k::processes] for k in range(processes)]
-    _in_processes([(_fill_features, (cfg, shard)) for shard in shards if shard], processes,
+    _in_processes([(_fill_features, (cfg, frozen, shard)) for shard in shards if shard], processes,
                   "frame features (parallel)", progress)
 
 
