@@ -58,6 +58,16 @@ def test_amplitudes_stay_in_the_prompt_intensity_band():
     assert len({d[1] for d in draws}) == 50
 
 
+def test_amplitudes_are_centred_on_the_measured_intensity():
+    # A jaw drop measured at 0.654 (band 0.33-0.66) and eyelids at 0.306 (band 0-0.33): drawn
+    # around those values, not around the band's middle (0.495 / 0.165), which shortened clips.
+    rng = variation_rng(7, "p")
+    draws = np.array([[d[26], d[5]] for d in (draw_amplitudes(rng, {26: 0.654, 5: 0.306}) for _ in range(2000))])
+    assert np.allclose(draws.mean(0), [0.654, 0.306], atol=0.005)
+    assert draws[:, 0].min() >= 0.33 and draws[:, 0].max() < 0.66 and draws[:, 1].max() < 0.33
+    assert draws[:, 0].std() > 0.001 and draws[:, 1].std() > 0.005
+
+
 @pytest.fixture(scope="module")
 def dynamics_file(tmp_path_factory):
     """Two measured 'real' surprise clips: onset/apex, a head path (x drift 0.1 IOD, roll 3 deg), a
