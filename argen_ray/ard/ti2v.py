@@ -293,7 +293,8 @@ class TI2VZeroPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, prompt: str | list[str], image: np.ndarray | list | None = None,
                  num_frames: int | list[int] = 16, num_inference_steps: int | list[int] = 10,
-                 guidance_scale: float | np.ndarray | list = 9.0, resample_steps: int | list[int] = 0, window_size: int = 16,
+                 guidance_scale: float | np.ndarray | list = 9.0, resample_steps: int | list[int] = 0,
+                 window_size: int = 16,
                  num_condition_frames: int | None = None, height: int | None = None, width: int | None = None,
                  negative_prompt: str = "", generator: torch.Generator | list | None = None,
                  output_type: str = "np", split_cfg: bool = False,
@@ -462,7 +463,8 @@ class TI2VGenerator:
                 num_frames=[r.num_frames or cfg.num_frames for r in chunk],
                 num_inference_steps=[r.steps for r in chunk], guidance_scale=[r.guidance for r in chunk],
                 generator=[torch.Generator("cpu").manual_seed(int(r.seed)) for r in chunk],
-                resample_steps=[cfg.resample if r.resample is None else r.resample for r in chunk], window_size=cfg.window, num_condition_frames=cfg.condition_frames,
+                resample_steps=[cfg.resample if r.resample is None else r.resample for r in chunk],
+                window_size=cfg.window, num_condition_frames=cfg.condition_frames,
                 height=cfg.height, width=cfg.width,
                 negative_prompt=cfg.negative_prompt, output_type="uint8")
         except TI2VInputError as exc:
