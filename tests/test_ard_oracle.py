@@ -253,3 +253,47 @@ def test_a_policy_on_each_states_true_best_reaches_the_seed_mean_oracle_but_not_
                                        "policy >= best_fixed_cross": True}
     worse = evaluate_policy(cfg, LookupPolicy([EVERY[3]] * 4), _states(4), TableEvaluator(cfg, table))
     assert worse.bars()["policy >= best_fixed"] is False
+
+
+def test_ti2v_zero_row_keeps_the_configured_r_unless_train_sets_its_own(cfg):
+    from argen_ray.ard.evaluation import evaluation_baselines
+    from argen_ray.errors import ArgenError
+
+    space = ActionSpace.from_config(cfg.generator)
+    [(name, params)] = evaluation_baselines(space).items()
+    assert name == "ti2v-zero T10 constant w9" and params.resample is None   # generator.resample, as every row
+    assert params.steps == 10 and np.all(params.guidance == 9.0)
+    [(name, params)] = evaluation_baselines(space, load_config(None, ["train.ti2v_zero_resample=4"])
+                                            .train.ti2v_zero_resample).items()
+    assert name == "ti2v-zero T10 constant w9 r4" and params.resample == 4 and params.steps == 10
+    with pytest.raises(ArgenError, match="ti2v_zero_resample"):
+        load_config(None, ["train.ti2v_zero_resample=-1"])
+
+
+def test_the_ti2v_zero_rows_requests_carry_its_r_and_the_policys_the_configured_one(cfg):
+    from argen_ray.ard.env import CandidateEvaluator
+    from argen_ray.ard.evaluation import evaluation_baselines
+    from argen_ray.ard.generator import GenerationResult
+
+    class Recorder:
+        """The generator and scorer pools' contract, recording each request's r."""
+
+        def __init__(self):
+            self.resample = []
+
+        def generate(self, requests):
+            self.resample += [r.resample for r in requests]
+            return [GenerationResult(np.full((2, 2, 2, 3), n, np.uint8), 1, {}, "m") for n, _ in enumerate(requests)]
+
+        def score_many(self, videos, references, steps, target_aus=None):
+            return [{"score": 0.5, "r_t": 0.0, "r_q": 0.5, "r_f": 1.0, "r_e": 0.0, "r_c": 0.5, "steps": t}
+                    for t in steps]
+
+    evaluator = CandidateEvaluator(cfg)
+    recorder = Recorder()
+    evaluator._generators = evaluator._scorers = recorder
+    states = StateSet([{"prompt_id": "p0", "prompt": "x"}], [np.zeros((4, 4, 3), np.uint8)],
+                      np.eye(1, dtype=np.float32), np.zeros((1, 2), np.float32), "test")
+    [baseline] = evaluation_baselines(evaluator.action_space, 4).values()
+    evaluator.evaluate_params(states, [0, 0], [evaluator.action_space.decode(np.array([0, 0, 0])), baseline], seed=3)
+    assert recorder.resample == [None, 4]

@@ -87,3 +87,19 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
     cfg = load_config(None, ["generator.backend=ti2v", f"generator.model={empty}"])
     with pytest.raises(TI2VModelError, match="cannot load a ModelScope text-to-video model"):
         build_generator(cfg.generator)
+
+
+def test_a_request_carries_its_own_resample_count_beside_the_configured_one(backend):
+    # TI2V-Zero's baseline at r = 4 is scored beside policy candidates at the configured r (0 here):
+    # each request's NFE is windows * (T + r (T - 1)) * 2, and the request at the configured r gives
+    # the video it gives alone.
+    plain = GenerationRequest(image=_face(0), prompt="a surprised face", steps=3, guidance=9.0, seed=1)
+    resampled = GenerationRequest(image=_face(0), prompt="a surprised face", steps=3, guidance=9.0, seed=1,
+                                  resample=2)
+    both = backend.generate([plain, resampled])
+    assert [r.nfe for r in both] == [3 * 3 * 2, 3 * (3 + 2 * 2) * 2]   # 3 windows (N = 3, K = 2)
+    [alone] = backend.generate([plain])
+    assert np.abs(alone.frames.astype(int) - both[0].frames).max() <= 1
+    assert np.abs(both[1].frames.astype(int) - both[0].frames).max() > 1   # the passes change the clip
+    with pytest.raises(TI2VInputError, match="resample_steps must be an integer >= 0"):
+        backend.generate([GenerationRequest(image=_face(0), prompt="a face", steps=2, guidance=9.0, resample=-1)])

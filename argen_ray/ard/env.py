@@ -173,7 +173,7 @@ class CandidateEvaluator:
             requests.append(GenerationRequest(
                 image=states.images[i], prompt=row["prompt"], steps=p.steps, guidance=p.guidance, seed=seed,
                 emotion=row.get("emotion"), aus=row.get("aus") or {}, num_frames=self.cfg.train.candidate_frames,
-                request_id=f"{row['prompt_id']}#{seed}.{n}"))
+                request_id=f"{row['prompt_id']}#{seed}.{n}", resample=p.resample))
         t0 = time.perf_counter()
         results = self._with_retries("generation", lambda: self.generators.generate(requests))
         t1 = time.perf_counter()

@@ -179,14 +179,17 @@ def _action_values(row: dict) -> dict:
     return {k: row[k] for k in ("steps", "alpha", "beta")}
 
 
-def evaluation_baselines(space) -> dict:
+def evaluation_baselines(space, resample: int | None = None) -> dict:
     """Named generation settings outside the policy's action space, scored on every held-out
     state beside the policy (name -> `GenerationParams`): TI2V-Zero's constant guidance w = 9.0 at
-    T = 10 (its face setting; resampling as configured, the same r as every other row)."""
+    T = 10 (its face setting). `resample` (`train.ti2v_zero_resample`) None: resampling as
+    configured, the same r as every other row; an int: that r for this row alone (TI2V-Zero's
+    own r = 4), named in the row ("... r4")."""
     from argen_ray.ard.guidance import TI2V_ZERO_GUIDANCE, TI2V_ZERO_STEPS
 
     # the name doubles as an MLflow metric key (eval_<name>_<field>): letters, digits, - . space only
-    return {f"ti2v-zero T{TI2V_ZERO_STEPS} constant w{TI2V_ZERO_GUIDANCE:g}": space.constant()}
+    name = f"ti2v-zero T{TI2V_ZERO_STEPS} constant w{TI2V_ZERO_GUIDANCE:g}"
+    return {name if resample is None else f"{name} r{resample}": space.constant(resample=resample)}
 
 
 def objective_score(cfg: Config, means: dict[str, float]) -> float:

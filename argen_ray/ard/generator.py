@@ -28,6 +28,10 @@ class GenerationRequest:
     aus: dict[str, float] = field(default_factory=dict)
     num_frames: int | None = None     # F including the reference; None: the backend's config
     request_id: str = ""
+    # r resample passes per step (TI2V-Zero), e.g. a baseline at r = 4 beside policy candidates at
+    # the configured r; None: the backend's config (generator.resample). Backends without
+    # resampling (warp) ignore it.
+    resample: int | None = None
 
 
 @dataclass

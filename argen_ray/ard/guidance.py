@@ -47,6 +47,7 @@ class GenerationParams:
     alpha: float | None       # None for a constant-guidance setting (no curve)
     beta: float | None
     guidance: np.ndarray      # w_n per generated frame
+    resample: int | None = None   # r for this setting (TI2V-Zero's r = 4); None: generator.resample
 
 
 class ActionSpace:
@@ -83,14 +84,20 @@ class ActionSpace:
         return GenerationParams(steps, alpha, beta,
                                 guidance_curve(self.num_frames, alpha, beta, self.w_min, self.w_max))
 
-    def constant(self, steps: int = TI2V_ZERO_STEPS, w: float = TI2V_ZERO_GUIDANCE) -> GenerationParams:
+    def constant(self, steps: int = TI2V_ZERO_STEPS, w: float = TI2V_ZERO_GUIDANCE,
+                 resample: int | None = None) -> GenerationParams:
         """A fixed setting outside the curve family: T steps at constant guidance w for every
-        frame (TI2V-Zero's baseline by default), for `generate --fixed T,const:W` and baselines."""
+        frame (TI2V-Zero's baseline by default), for `generate --fixed T,const:W` and baselines;
+        `resample` its own r (None: generator.resample, as the policy's actions)."""
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ActionError(f"steps must be a positive integer, got {steps!r}")
         if not np.isfinite(w) or w < 0:
             raise ActionError(f"constant guidance must be a finite number >= 0, got {w!r}")
-        return GenerationParams(int(steps), None, None, np.full(self.num_frames, float(w)))
+        if resample is not None and (isinstance(resample, bool) or not isinstance(resample, (int, np.integer))
+                                     or resample < 0):
+            raise ActionError(f"resample must be an integer >= 0 or None, got {resample!r}")
+        return GenerationParams(int(steps), None, None, np.full(self.num_frames, float(w)),
+                                None if resample is None else int(resample))
 
     def encode(self, steps: int, alpha: float, beta: float) -> np.ndarray:
         """The action whose decoding gives these values (each must be in its set)."""

@@ -247,8 +247,11 @@ class TI2VZeroPipeline(DiffusionPipeline):
                 raise TI2VInputError(f"{name}: {len(values)} values for {batch} prompts")
         if height % self.vae_scale_factor or width % self.vae_scale_factor:
             raise TI2VInputError(f"height and width must be multiples of {self.vae_scale_factor}, got {height}x{width}")
-        if not isinstance(resample_steps, int) or resample_steps < 0:
-            raise TI2VInputError(f"resample_steps must be an integer >= 0, got {resample_steps!r}")
+        if len(resample_steps) != batch:
+            raise TI2VInputError(f"resample_steps: {len(resample_steps)} values for {batch} prompts")
+        for r in resample_steps:
+            if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+                raise TI2VInputError(f"resample_steps must be an integer >= 0 (or one per prompt), got {r!r}")
         conditioned = images[0] is not None
         if any((im is not None) != conditioned for im in images):
             raise TI2VInputError("image: give a reference for every request or for none")
@@ -290,7 +293,8 @@ class TI2VZeroPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, prompt: str | list[str], image: np.ndarray | list | None = None,
                  num_frames: int | list[int] = 16, num_inference_steps: int | list[int] = 10,
-                 guidance_scale: float | np.ndarray | list = 9.0, resample_steps: int = 0, window_size: int = 16,
+                 guidance_scale: float | np.ndarray | list = 9.0, resample_steps: int | list[int] = 0,
+                 window_size: int = 16,
                  num_condition_frames: int | None = None, height: int | None = None, width: int | None = None,
                  negative_prompt: str = "", generator: torch.Generator | list | None = None,
                  output_type: str = "np", split_cfg: bool = False,
@@ -317,12 +321,13 @@ class TI2VZeroPipeline(DiffusionPipeline):
         frames = self._per_request(num_frames, batch, batched)
         steps = self._per_request(num_inference_steps, batch, batched)
         guidance = self._per_request(guidance_scale, batch, batched)
+        resample = self._per_request(resample_steps, batch, batched)
         generators = self._per_request(generator, batch, batched)
         height = height or self.unet.config.sample_size * self.vae_scale_factor
         width = width or self.unet.config.sample_size * self.vae_scale_factor
         if num_condition_frames is None:
             num_condition_frames = window_size - 1 if images[0] is not None else 0
-        self.check_inputs(prompts, images, frames, steps, guidance, resample_steps, window_size,
+        self.check_inputs(prompts, images, frames, steps, guidance, resample, window_size,
                           num_condition_frames, height, width)
         if output_type not in ("np", "uint8", "latent"):
             raise TI2VInputError(f"output_type must be 'np', 'uint8' or 'latent', got {output_type!r}")
@@ -343,7 +348,7 @@ class TI2VZeroPipeline(DiffusionPipeline):
             if references is not None:
                 queue = references[i:i + 1, :, None].expand(-1, -1, num_condition_frames, -1, -1).contiguous()
             job = _Job(i, DDIMScheduler.from_config(self.scheduler.config), int(steps[i]), w, cond[i:i + 1],
-                       uncond if bool((w > 1).any()) else None, queue, len(w), window_size, resample_steps,
+                       uncond if bool((w > 1).any()) else None, queue, len(w), window_size, int(resample[i]),
                        generators[i] if generators[i] is not None else torch.Generator("cpu").manual_seed(0),
                        noise_source)
             job.start_window(latent_shape)
@@ -351,7 +356,7 @@ class TI2VZeroPipeline(DiffusionPipeline):
         encoded = time.perf_counter()
 
         unet_calls = 0
-        with self.progress_bar(total=sum(j.num_windows * evaluations_per_window(len(j.timesteps), resample_steps)
+        with self.progress_bar(total=sum(j.num_windows * evaluations_per_window(len(j.timesteps), j.resample)
                                          for j in jobs)) as bar:
             while active := [j for j in jobs if not j.done]:
                 lead = min(active, key=lambda j: (j.window_index, -j.timestep))
@@ -458,7 +463,8 @@ class TI2VGenerator:
                 num_frames=[r.num_frames or cfg.num_frames for r in chunk],
                 num_inference_steps=[r.steps for r in chunk], guidance_scale=[r.guidance for r in chunk],
                 generator=[torch.Generator("cpu").manual_seed(int(r.seed)) for r in chunk],
-                resample_steps=cfg.resample, window_size=cfg.window, num_condition_frames=cfg.condition_frames,
+                resample_steps=[cfg.resample if r.resample is None else r.resample for r in chunk],
+                window_size=cfg.window, num_condition_frames=cfg.condition_frames,
                 height=cfg.height, width=cfg.width,
                 negative_prompt=cfg.negative_prompt, output_type="uint8")
         except TI2VInputError as exc:

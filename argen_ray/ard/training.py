@@ -361,7 +361,8 @@ class PolicyTrainer:
             if evaluate and len(self.eval_states):
                 result_eval = evaluate_policy(cfg, self.policy_handle(cfg.train.iterations), self.eval_states,
                                               self.evaluator,
-                                              baselines=evaluation_baselines(self.evaluator.action_space))
+                                              baselines=evaluation_baselines(self.evaluator.action_space,
+                                                                             cfg.train.ti2v_zero_resample))
                 atomic_write_json(self.policy_dir / "eval.json", result_eval.to_json())
             if mlflow:
                 if curve:

@@ -46,6 +46,9 @@ class TrainConfig(Section):
     # Where the action space has at most this many actions, the held-out evaluation scores every
     # action on every held-out state (the per-state best, the best fixed action, exact random).
     oracle_max_actions: int = Field(100, ge=0)
+    # r of the TI2V-Zero baseline row (T = 10, constant w = 9); null: generator.resample, the same r
+    # as every other row. TI2V-Zero's own face setting is r = 4 (issue 15 compares NFE against it).
+    ti2v_zero_resample: int | None = Field(None, ge=0)
     max_states: int | None = Field(None, ge=1)  # cap on the states used (None: every prompt)
     # Frames of each RL candidate video, the reference included (DESIGN 2.5: "a short video is
     # generated for each candidate"); full-length videos only for the final generation.
