@@ -2,8 +2,8 @@
 
 - FVD: generated clips vs the real clips of the emotions they were generated for.
 - tFVD: the mean over those emotions of per-emotion FVD (same two sets, grouped by emotion).
-- sFVD: the mean over identities of per-subject FVD, generated clips of a subject vs every real
-  clip of that subject (does the video keep the person?).
+- sFVD: the mean over identities of per-subject FVD, generated clips of a subject vs that
+  subject's real clips of the generated emotions (does the video keep the person?).
 - Diversity: within-class mean pairwise perceptual distance of the generated clips, and of the
   real clips of the same classes for reference.
 

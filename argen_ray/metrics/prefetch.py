@@ -37,12 +37,14 @@ def real_clips_for_metrics(dataset: "Dataset", labels: Iterable[int], subjects: 
 
     - "validity": the training clips of the generated classes (`metrics.validity`);
     - "same_class": every clip of those classes (FVD, tFVD in `metrics.generation`);
-    - "same_subject": every clip of the generated clips' subjects (sFVD)."""
+    - "same_subject": the clips of those classes whose subject is one of the generated clips'
+      subjects (sFVD). The paper assesses "all samples from scarce emotion classes" and groups
+      them by subject, so a subject's happy or neutral clips are not its sFVD reference."""
     labels, subjects = set(labels), set(subjects)
     train = dataset.split("train") or dataset.records
     return {"validity": [r for r in train if r.label in labels],
             "same_class": [r for r in dataset.records if r.label in labels],
-            "same_subject": [r for r in dataset.records if r.subject in subjects]}
+            "same_subject": [r for r in dataset.records if r.label in labels and r.subject in subjects]}
 
 
 class I3DPrefetch:
