@@ -167,13 +167,16 @@ def test_a_study_runs_every_seed_resumes_by_pair_and_the_filter_drops_what_the_r
     assert len(read_jsonl(run_dir / "recognition" / "results.jsonl")) == 4
 
 
-def test_a_study_in_two_worker_processes_gives_the_pairs_of_one_process(tmp_path, dfew):
-    # recognition.processes only spreads the work: the features are filled once, the pairs train
-    # in spawned workers, and every pair's scores and the shared results.jsonl match a serial run.
+@pytest.mark.parametrize("filter_unrecognized", [False, True])
+def test_a_study_in_two_worker_processes_gives_the_pairs_of_one_process(tmp_path, dfew, filter_unrecognized):
+    # recognition.processes only spreads the work: the features are filled once, the units train
+    # in spawned workers (with the filter, the augmented ones after every original one), and every
+    # pair's scores and the shared results.jsonl match a serial run.
     def study(run_dir, processes):
         cfg = load_config(None, [f"run_dir={run_dir}", "data.kind=dfew", f"data.root={dfew}", *FAST,
                                  "recognition.models=[MobileNetV2Frozen_LSTM]", "recognition.seeds=[0,1]",
-                                 f"recognition.processes={processes}"])
+                                 f"recognition.processes={processes}",
+                                 f"recognition.filter_unrecognized={str(filter_unrecognized).lower()}"])
         manifest = _generated(Path(run_dir), [("g1", "fear", None), ("g2", "surprise", None)])
         return run_protocol(cfg, manifest, progress=False)
 
@@ -184,6 +187,7 @@ def test_a_study_in_two_worker_processes_gives_the_pairs_of_one_process(tmp_path
             x, y = a["models"]["MobileNetV2Frozen_LSTM"][variant], b["models"]["MobileNetV2Frozen_LSTM"][variant]
             assert (x["war"], x["uar"], x["train_counts"]) == (y["war"], y["uar"], y["train_counts"])
             assert x["history"][-1]["loss"] == pytest.approx(y["history"][-1]["loss"], rel=1e-5)
+        assert a["models"]["MobileNetV2Frozen_LSTM"]["filter_dropped"] == b["models"]["MobileNetV2Frozen_LSTM"]["filter_dropped"]
     units = read_jsonl(tmp_path / "parallel" / "recognition" / "results.jsonl")
     assert sorted(u["unit"] for u in units) == sorted(u["unit"] for u in read_jsonl(
         tmp_path / "serial" / "recognition" / "results.jsonl")) and len(units) == 4

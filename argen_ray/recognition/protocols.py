@@ -116,6 +116,22 @@ def recognizability(checkpoint: str | os.PathLike, generated: list[ClipRecord], 
     return {"per_class": per_class, "clips": len(hit), "recognized": int(sum(hit))}, hit
 
 
+def _pair_records(dataset: Dataset, generated_manifest) -> tuple[list, list, list, int, int | None]:
+    """(train, test, generated clips whose subjects are not test subjects, how many were dropped,
+    the fold) of one split of `dataset`."""
+    train, test = dataset.split("train"), dataset.split("test")
+    if not train or not test:
+        raise RecognitionError(f"{dataset.kind} dataset at {dataset.root} needs a train and a test split "
+                               f"(has {', '.join(dataset.split_names)}); CK+ is evaluated zero-shot")
+    folds = {r.fold for r in dataset.records}
+    generated, dropped = ([], 0) if generated_manifest is None else leakage_free(
+        read_generated_clips(generated_manifest), test)
+    if generated_manifest is not None and not generated:
+        raise RecognitionError(f"{generated_manifest}: no usable generated clips for this split "
+                               f"({dropped} dropped as test subjects)")
+    return train, test, generated, dropped, folds.pop() if len(folds) == 1 else None
+
+
 def compare_original_vs_augmented(cfg: "Config", dataset: Dataset, generated_manifest: str | os.PathLike | None,
                                   out_dir: str | os.PathLike | None = None, progress: bool = True,
                                   seed: int | None = None) -> dict:
@@ -135,18 +151,8 @@ def compare_original_vs_augmented(cfg: "Config", dataset: Dataset, generated_man
 
     rc = cfg.recognition
     seed = cfg.seed if seed is None else int(seed)
-    train, test = dataset.split("train"), dataset.split("test")
-    if not train or not test:
-        raise RecognitionError(f"{dataset.kind} dataset at {dataset.root} needs a train and a test split "
-                               f"(has {', '.join(dataset.split_names)}); CK+ is evaluated zero-shot")
-    folds = {r.fold for r in dataset.records}
-    fold = folds.pop() if len(folds) == 1 else None
+    train, test, generated, dropped, fold = _pair_records(dataset, generated_manifest)
     out_dir = Path(out_dir) if out_dir is not None else cfg.path("recognition")
-    generated, dropped = ([], 0) if generated_manifest is None else leakage_free(
-        read_generated_clips(generated_manifest), test)
-    if generated_manifest is not None and not generated:
-        raise RecognitionError(f"{generated_manifest}: no usable generated clips for this split "
-                               f"({dropped} dropped as test subjects)")
     scarce = [EMOTIONS[i] for i in configured_scarce_classes(cfg, dataset)]
     result = {"dataset": dataset.kind, "root": str(dataset.root), "fold": fold, "seed": seed, "scarce": scarce,
               "num_generated": len(generated), "dropped_generated": dropped, "test_count": len(test),
@@ -202,13 +208,29 @@ def study_pairs(cfg: "Config") -> list[tuple[int | None, int]]:
     return [(fold, seed) for fold in folds for seed in seeds]
 
 
+def _fold_config(cfg: "Config", fold: int | None) -> "Config":
+    return cfg if fold is None else cfg.model_copy(update={"data": cfg.data.model_copy(update={"fold": fold})})
+
+
 def _study_pair(cfg: "Config", fold: int | None, seed: int, generated_manifest, progress: bool) -> dict:
-    """One (fold, seed) pair of the study (a worker process's job with `recognition.processes` > 1)."""
+    """One (fold, seed) pair of the study: its units resume from `results.jsonl`."""
     from argen_ray.data import open_dataset
 
-    pair_cfg = cfg if fold is None else cfg.model_copy(update={"data": cfg.data.model_copy(update={"fold": fold})})
+    pair_cfg = _fold_config(cfg, fold)
     return compare_original_vs_augmented(pair_cfg, open_dataset(pair_cfg), generated_manifest, progress=progress,
                                          seed=seed)
+
+
+def _study_unit(cfg: "Config", fold: int | None, seed: int, generated_manifest, variant: str) -> None:
+    """One variant of one pair for every model, trained and saved to `results.jsonl` exactly as
+    `compare_original_vs_augmented` trains it (a worker process's job; the pair then finds it)."""
+    from argen_ray.data import open_dataset
+
+    pair_cfg = _fold_config(cfg, fold)
+    train, test, generated, _, fold = _pair_records(open_dataset(pair_cfg), generated_manifest)
+    for name in cfg.recognition.models:
+        train_and_evaluate(name, train + (generated if variant == "augmented" else []), test, cfg.recognition,
+                           cfg.path("recognition"), fold=fold, variant=variant, seed=seed, progress=False)
 
 
 def _fill_features(cfg: "Config", models: list[str], records: list[ClipRecord]) -> None:
@@ -260,13 +282,23 @@ def _prefill_features(cfg: "Config", generated_manifest, processes: int, progres
 def run_study(cfg: "Config", generated_manifest, progress: bool = True) -> dict:
     """Every (fold, seed) pair of the study (each resumes unit by unit), then the study summary:
     mean ± std per variant, paired Δ with bootstrap CI, verdict, recognizability, plots. With
-    `recognition.processes` > 1 the pairs train that many at a time in worker processes."""
+    `recognition.processes` > 1 the units (model x pair x variant) train that many at a time in
+    worker processes first."""
     todo = study_pairs(cfg)
-    processes = min(cfg.recognition.processes, len(todo))
+    # Units, not pairs, are the parallel jobs: 3 pairs on 2 workers would leave one idle for a third
+    # of the time. The filter needs the original recognizer's verdicts, so with it on the
+    # augmented units train in the pass below.
+    augmented_later = generated_manifest is not None and cfg.recognition.filter_unrecognized
+    variants = ["original"] if augmented_later or generated_manifest is None else list(VARIANTS)
+    units = [(fold, seed, variant) for fold, seed in todo for variant in variants]
+    processes = min(cfg.recognition.processes, len(units))
     if processes > 1:
         _prefill_features(cfg, generated_manifest, processes, progress)
+        _in_processes([(_study_unit, (cfg, fold, seed, generated_manifest, variant))
+                       for fold, seed, variant in units], processes, "study units", progress)
+    if processes > 1 and augmented_later and len(todo) > 1:
         pairs = _in_processes([(_study_pair, (cfg, fold, seed, generated_manifest, False)) for fold, seed in todo],
-                              processes, "study pairs", progress)
+                              min(processes, len(todo)), "study pairs", progress)
     else:
         pairs = [_study_pair(cfg, fold, seed, generated_manifest, progress) for fold, seed in todo]
     scarce = pairs[0]["scarce"]
