@@ -1,6 +1,6 @@
 """ARGenEnv on real actors: one vector step = the G candidates of one state, scored and turned into
 group rewards; NEXT_STEP autoreset; every state visited; a generator actor killed mid-call is
-restarted and retried."""
+restarted and retried; evaluation calls pipelined give the scores of plain calls."""
 from __future__ import annotations
 
 import threading
@@ -124,6 +124,26 @@ def test_identical_clips_are_scored_once_and_each_copy_keeps_its_own_r_t(world):
     steps = cfg.generator.action_space.steps
     assert [r["r_t"] for r in rows] == pytest.approx([1 - steps[a[0]] / max(steps) for a in actions])
     assert rows[0]["score"] - rows[1]["score"] == pytest.approx(cfg.reward.w_t * (steps[2] - steps[1]) / max(steps))
+
+
+def test_evaluate_many_gives_the_scores_of_one_call_after_the_other(world):
+    """The held-out evaluation generates the next call's videos while scoring this one's: same
+    rows, same order as evaluating the calls one by one."""
+    from argen_ray.ard.env import CandidateEvaluator
+
+    cfg, states = world
+    evaluator = CandidateEvaluator(cfg)
+    decode = evaluator.action_space.decode
+    calls = [(states, [0, 1], [decode(np.array([0, 1, 2])), decode(np.array([1, 3, 0]))], 11),
+             (states, [1], [decode(np.array([0, 0, 0]))], 12),
+             (states, [0, 0, 1], [decode(np.array([0, 2, 2]))] * 3, 13)]
+    piped = list(evaluator.evaluate_many(calls))
+    alone = [evaluator.evaluate_params(*call) for call in calls]
+    assert [len(rows) for rows in piped] == [2, 1, 3]
+    for rows, single in zip(piped, alone):
+        for row, expected in zip(rows, single):
+            for name in ("score", "r_q", "r_f", "r_c", "steps", "alpha", "beta"):
+                assert row[name] == expected[name], name
 
 
 def test_candidate_frames_below_two_is_a_named_error():

@@ -54,6 +54,15 @@ class TableEvaluator:
         return rows
 
 
+    def evaluate_many(self, calls):  # the `CandidateEvaluator.evaluate_many` contract, in call order
+        for states, indices, params, seed in calls:
+            if params[0].alpha is None:  # a baseline (constant guidance)
+                yield self.evaluate_params(states, indices, params, seed)
+            else:
+                yield self.evaluate(states, indices, [self.action_space.encode(p.steps, p.alpha, p.beta) for p in params],
+                                    seed)
+
+
 class LookupPolicy:
     """Acts like `PolicyHandle.act`: state i (one-hot text embedding) gets `actions[i]`."""
 

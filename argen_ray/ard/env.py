@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -165,6 +165,19 @@ class CandidateEvaluator:
     def evaluate_params(self, states: StateSet, indices, params: list, seed: int) -> list[dict]:
         """`evaluate` for decoded `GenerationParams`, including settings outside the action space
         (e.g. TI2V-Zero's constant guidance, `self.action_space.constant()`: alpha, beta None)."""
+        return self.score_generated(states, indices, params, self.generate(states, indices, params, seed))
+
+    def evaluate_many(self, calls: list[tuple]) -> Iterator[list[dict]]:
+        """`evaluate_params(*call)` for each call, in order, with the next call's videos generated
+        while this one's are scored (the same results as one call after the other)."""
+        from argen_ray.ard.generator import generate_ahead
+
+        self.generators  # created here, not in the generation thread
+        for call, generated in generate_ahead(calls, lambda call: self.generate(*call)):
+            yield self.score_generated(*call[:3], generated)
+
+    def generate(self, states: StateSet, indices, params: list, seed: int) -> tuple[list, list, float]:
+        """The candidate videos of (state index, params) pairs: (requests, results, seconds)."""
         from argen_ray.ard.generator import GenerationRequest
 
         requests = []
@@ -176,6 +189,11 @@ class CandidateEvaluator:
                 request_id=f"{row['prompt_id']}#{seed}.{n}", resample=p.resample))
         t0 = time.perf_counter()
         results = self._with_retries("generation", lambda: self.generators.generate(requests))
+        return requests, results, time.perf_counter() - t0
+
+    def score_generated(self, states: StateSet, indices, params: list, generated: tuple[list, list, float]) -> list[dict]:
+        """Score what `generate` made: one dict per candidate (see `evaluate`)."""
+        requests, results, generate_s = generated
         t1 = time.perf_counter()
         # Identical clips are scored once. Actions can give the same clip: on a short candidate the
         # warp backend solves min(T, new frames) keyframes, so every T >= the new-frame count gives
@@ -198,7 +216,7 @@ class CandidateEvaluator:
                         "r_q": score["r_q"], "r_f": score["r_f"], "r_e": score["r_e"], "r_c": score["r_c"],
                         "nfe": result.nfe, "num_frames": int(len(result.frames)),
                         "steps": p.steps, "alpha": p.alpha, "beta": p.beta,
-                        "generate_s": t1 - t0, "score_s": t2 - t1, "rescored": rescored})
+                        "generate_s": generate_s, "score_s": t2 - t1, "rescored": rescored})
         return out
 
 

@@ -227,21 +227,29 @@ def evaluate_policy(cfg: Config, policy: PolicyHandle, states: StateSet, evaluat
     every = np.array(list(itertools.product(*(range(int(n)) for n in nvec))), np.int64) if oracle else None
     baselines = dict(baselines or {})
     # [state][seed] -> rows: every action (oracle) or the policy then G random actions
-    table: list[list[list[dict]]] = []
-    baseline_rows: dict[str, list[list[dict]]] = {name: [] for name in baselines}
-    for i in tqdm(range(len(states)), desc="held-out evaluation", unit="state", disable=not cfg.train.progress):
-        table.append([])
-        for name in baselines:
-            baseline_rows[name].append([])
+    table: list[list[list[dict]]] = [[] for _ in range(len(states))]
+    baseline_rows: dict[str, list[list[dict]]] = {name: [[] for _ in range(len(states))] for name in baselines}
+    calls, where = [], []  # every (state, seed)'s candidates, then its baselines, in the order of old runs
+    for i in range(len(states)):
         for k in range(num_seeds):
             if oracle:
                 actions = every
             else:
                 draws = np.stack([rng.integers(n, size=cfg.reward.group_size) for n in nvec], axis=-1)
                 actions = np.concatenate([greedy[i:i + 1], draws])
-            table[i].append(evaluator.evaluate(states, [i] * len(actions), actions, int(seeds[i, k])))
+            calls.append((states, [i] * len(actions), [evaluator.action_space.decode(a) for a in actions], int(seeds[i, k])))
+            where.append((i, None))
             for name, params in baselines.items():
-                baseline_rows[name][i].append(evaluator.evaluate_params(states, [i], [params], int(seeds[i, k]))[0])
+                calls.append((states, [i], [params], int(seeds[i, k])))
+                where.append((i, name))
+    with tqdm(total=len(states), desc="held-out evaluation", unit="state", disable=not cfg.train.progress) as bar:
+        for (i, name), rows in zip(where, evaluator.evaluate_many(calls)):
+            if name is None:
+                table[i].append(rows)
+            else:
+                baseline_rows[name][i].append(rows[0])
+            if len(table[i]) == num_seeds and all(len(r[i]) == num_seeds for r in baseline_rows.values()):
+                bar.update(1)
     mine = [int(np.flatnonzero((every == greedy[i]).all(axis=1))[0]) if oracle else 0 for i in range(len(states))]
     random_slice = slice(None) if oracle else slice(1, None)
     scores = [np.array([[r["score"] for r in seed_rows] for seed_rows in state_rows]) for state_rows in table]
