@@ -1,4 +1,4 @@
-"""Atomic writes and resumable JSON-lines stores shared by every stage.
+"""Atomic writes, resumable JSON-lines stores and reading ahead, shared by every stage.
 
 Outputs are written to a temporary file beside the target and renamed into place, so a run
 killed mid-write never leaves a half file; JSONL stores append one fsynced line per finished
@@ -11,7 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from argen_ray.errors import ArgenError
 
@@ -188,3 +188,30 @@ def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]
     if not isinstance(loaded, dict):
         raise error(f"{what} {path} must hold a mapping at the top, got {type(loaded).__name__}")
     return loaded
+
+
+Item = TypeVar("Item")
+Made = TypeVar("Made")
+
+
+def produce_ahead(items: Iterable[Item], produce: Callable[[Item], Made]) -> Iterator[tuple[Item, Made]]:
+    """(item, produce(item)) in order, with the next item's `produce` already running in a
+    background thread while the caller handles the current one.
+
+    For work in two places: videos generated on the generator (an actor) and scored or written
+    here, or clips decoded by ffmpeg and embedded here; done one after the other, each leaves the
+    other's core idle. Results and their order are those of the plain loop. `produce` must only
+    touch what the caller does not use meanwhile; its error is raised where its item would have
+    been yielded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    if not items:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="produce-ahead") as pool:
+        pending = pool.submit(produce, items[0])
+        for k, item in enumerate(items):
+            made = pending.result()
+            if k + 1 < len(items):
+                pending = pool.submit(produce, items[k + 1])
+            yield item, made

@@ -1,11 +1,13 @@
-"""Atomic writes never leave half files; JSONL stores resume and survive a torn last line."""
+"""Atomic writes never leave half files; JSONL stores resume and survive a torn last line;
+`produce_ahead` produces the next item while the caller handles this one, results in order."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
-from argen_ray.io import JsonlStore, atomic_path, atomic_write_text, read_jsonl
+from argen_ray.io import JsonlStore, atomic_path, atomic_write_text, produce_ahead, read_jsonl
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -45,3 +47,34 @@ def test_read_jsonl_names_file_and_line(tmp_path):
     path.write_text(json.dumps({"a": 1}) + "\n{oops\n")
     with pytest.raises(ValueError, match=r"bad.jsonl:2"):
         read_jsonl(path)
+
+
+def test_produce_ahead_gives_results_in_item_order_and_the_next_item_is_produced_meanwhile():
+    started = {k: threading.Event() for k in range(4)}
+
+    def produce(k):
+        started[k].set()
+        return k * k
+
+    seen = []
+    for k, made in produce_ahead(range(4), produce):
+        assert made == k * k
+        if k + 1 < 4:  # the next item's production starts while this one is being handled
+            assert started[k + 1].wait(5), f"item {k + 1} was not produced ahead"
+        seen.append(k)
+    assert seen == [0, 1, 2, 3]
+    assert list(produce_ahead([], produce)) == []
+
+
+def test_produce_ahead_raises_an_error_where_its_item_would_have_come():
+    def produce(k):
+        if k == 2:
+            raise ValueError("bad item 2")
+        return k
+
+    got = []
+    with pytest.raises(ValueError, match="bad item 2"):
+        for k, _ in produce_ahead(range(4), produce):
+            got.append(k)
+    assert got == [0, 1]
+

@@ -170,10 +170,10 @@ class CandidateEvaluator:
     def evaluate_many(self, calls: list[tuple]) -> Iterator[list[dict]]:
         """`evaluate_params(*call)` for each call, in order, with the next call's videos generated
         while this one's are scored (the same results as one call after the other)."""
-        from argen_ray.ard.generator import generate_ahead
+        from argen_ray.io import produce_ahead
 
         self.generators  # created here, not in the generation thread
-        for call, generated in generate_ahead(calls, lambda call: self.generate(*call)):
+        for call, generated in produce_ahead(calls, lambda call: self.generate(*call)):
             yield self.score_generated(*call[:3], generated)
 
     def generate(self, states: StateSet, indices, params: list, seed: int) -> tuple[list, list, float]:

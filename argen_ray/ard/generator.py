@@ -7,7 +7,7 @@ efficiency reward and the reports mean the same thing for every backend.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Protocol, TypeVar
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -41,32 +41,6 @@ class GenerationResult:
     timings: dict[str, float]         # seconds per phase
     model_id: str
     request_id: str = ""
-
-
-Item = TypeVar("Item")
-Made = TypeVar("Made")
-
-
-def generate_ahead(items: Iterable[Item], produce: Callable[[Item], Made]) -> Iterator[tuple[Item, Made]]:
-    """(item, produce(item)) in order, with the next item's `produce` already running in a
-    background thread while the caller handles the current one.
-
-    Generation runs on the generator (an actor, or one core), and scoring or writing what it
-    made runs elsewhere; done one after the other, each leaves the other's core idle. Results and
-    their order are those of the plain loop. `produce` must only touch what the caller does not
-    use meanwhile (the generator); an error is raised where its item would have been yielded."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    items = list(items)
-    if not items:
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="generate-ahead") as pool:
-        pending = pool.submit(produce, items[0])
-        for k, item in enumerate(items):
-            made = pending.result()
-            if k + 1 < len(items):
-                pending = pool.submit(produce, items[k + 1])
-            yield item, made
 
 
 class GeneratorBackend(Protocol):

@@ -167,7 +167,8 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
     path. Clip k of a row uses seed row_seed + k. Finished clips are skipped."""
     from tqdm.auto import tqdm
 
-    from argen_ray.ard.generator import GenerationRequest, generate_ahead
+    from argen_ray.ard.generator import GenerationRequest
+    from argen_ray.io import produce_ahead
     from argen_ray.data.video import write_gif, write_mp4
     from argen_ray.io import JsonlStore
 
@@ -214,7 +215,7 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
     batches = [todo[start:start + chunk] for start in range(0, len(todo), chunk)]
     with tqdm(total=len(todo), desc="generating", unit="clip") as bar:
         # The next chunk generates while this one is written and scored.
-        for batch, results in generate_ahead(batches, lambda b: generator.generate([r for _, _, r, _ in b])):
+        for batch, results in produce_ahead(batches, lambda b: generator.generate([r for _, _, r, _ in b])):
             for (cid, row, request, chosen_action), result in zip(batch, results):
                 write_mp4(out / f"{cid}.mp4", result.frames, fps=cfg.generator.fps, lossless=cfg.generator.mp4_lossless)
                 write_gif(out / "previews" / f"{cid}.gif", result.frames, fps=cfg.generator.fps)

@@ -73,6 +73,13 @@ class EndToEndRun:
         if self._prefetch is not None:
             self._prefetch.stop()
 
+    def prefetch_also(self, sources) -> None:
+        """Add clips to the background I3D features and restart them with the whole list."""
+        self.start_prefetch()
+        self._prefetch.stop()
+        self._prefetch.sources = list(dict.fromkeys(self._prefetch.sources + [str(s) for s in sources]))
+        self._prefetch.start()
+
     def start_prefetch(self) -> None:
         """Start the background I3D features of the real clips that the validity and generation
         metrics score, once the prompts fix the classes and subjects (metrics/prefetch.py)."""
@@ -151,8 +158,13 @@ class EndToEndRun:
         plan = augmentation_plan(self.cfg, self.dataset)
         manifest = generate_clips(self.cfg, policy=self.result("train")["policy"], amounts=plan.amounts)
         augmentation = write_augmentation(plan, manifest)
-        self.stop_prefetch()  # validity reads the I3D cache and fills in what is missing itself
-        validity = validity_metrics(self.cfg, self.dataset, read_generated_clips(manifest), progress=self.progress)
+        generated = read_generated_clips(manifest)
+        # The generated clips' I3D features are computed in the background while the validity
+        # dynamics (one thread) run; validity stops that before its FVD reads the cache and fills
+        # in what is missing itself.
+        self.prefetch_also(g.source for g in generated)
+        validity = validity_metrics(self.cfg, self.dataset, generated, progress=self.progress,
+                                    before_fvd=self.stop_prefetch)
         for line in validity_lines(validity):
             print(f"[argen-ray] validity: {line}")
         return {"manifest": str(manifest), "augmentation": str(augmentation),

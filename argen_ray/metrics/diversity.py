@@ -243,7 +243,7 @@ class PerceptualDistance:
     def name(self) -> str:
         return self.trunk.name if self.trunk.name.startswith("lpips") else f"{self.trunk.name}_feature_distance"
 
-    def _frames(self, video: Video) -> torch.Tensor:
+    def _frames(self, video: Video) -> np.ndarray:
         from argen_ray.data.sampling import uniform_indices
         from argen_ray.data.video import count_frames, read_video
 
@@ -255,21 +255,26 @@ class PerceptualDistance:
                 arr = arr[None]
         if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] == 0 or arr.dtype != np.uint8:
             raise MetricInputError(f"{where}: expected F x H x W x 3 uint8 frames, got {arr.dtype} {arr.shape}")
-        arr = arr[uniform_indices(len(arr), self.num_frames)]
-        x = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
-        return F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                             align_corners=False, antialias=True)
+        return arr[uniform_indices(len(arr), self.num_frames)]
 
     @torch.inference_mode()
-    def embed(self, video: Video) -> list[torch.Tensor]:
-        """Per tap, the clip's weighted unit activations flattened to one vector per clip."""
-        return [a.flatten() for a in self.trunk.activations(self._frames(video))]
+    def embed(self, video: Video, frames: np.ndarray | None = None) -> list[torch.Tensor]:
+        """Per tap, the clip's weighted unit activations flattened to one vector per clip
+        (`frames`: the clip's sampled frames when already read)."""
+        x = torch.from_numpy(self._frames(video) if frames is None else frames).permute(0, 3, 1, 2).float() / 255.0
+        x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
+                          antialias=True)
+        return [a.flatten() for a in self.trunk.activations(x)]
 
     def pairwise(self, videos: Sequence[Video], progress: bool = True) -> np.ndarray:
         from tqdm.auto import tqdm
 
-        embeddings = [self.embed(v) for v in tqdm(videos, desc=f"{self.name} features", unit="clip",
-                                                 disable=None if progress else True, leave=False)]
+        from argen_ray.io import produce_ahead
+
+        # The next clip is decoded (ffmpeg) while this one goes through the trunk.
+        embeddings = [self.embed(v, frames) for v, frames in tqdm(
+            produce_ahead(videos, self._frames), total=len(videos), desc=f"{self.name} features", unit="clip",
+            disable=None if progress else True, leave=False)]
         n = len(embeddings)
         dist = torch.zeros(n, n, dtype=torch.float64)
         for tap in range(len(self.trunk.taps)):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -119,15 +119,20 @@ def per_class_fvd(real: Sequence["ClipRecord"], generated: Sequence["ClipRecord"
 
 
 def validity_metrics(cfg: "Config", dataset: "Dataset", generated: "list[ClipRecord]",
-                     out_dir: str | os.PathLike | None = None, progress: bool = True, fvd: bool = True) -> dict:
+                     out_dir: str | os.PathLike | None = None, progress: bool = True, fvd: bool = True,
+                     before_fvd: Callable[[], None] | None = None) -> dict:
     """Motion ratio, separability and per-class FVD of `generated` against the real training
-    clips of their classes; written to `<out_dir or run_dir/metrics>/validity.json`."""
+    clips of their classes; written to `<out_dir or run_dir/metrics>/validity.json`.
+    `before_fvd` is called between the dynamics and the FVD (a run stops its background I3D
+    features there, `metrics.prefetch`)."""
     from argen_ray.metrics.prefetch import real_clips_for_metrics
 
     real_records = real_clips_for_metrics(dataset, {g.label for g in generated}, ())["validity"]
     real, real_skipped = measure_records(real_records, tracked_record_landmarks, progress, "real clip dynamics")
     gen, gen_skipped = measure_records(generated, tracked_record_landmarks, progress, "generated clip dynamics")
     result = motion_and_separability(real, gen)
+    if before_fvd is not None:
+        before_fvd()
     fvd_values = per_class_fvd(real_records, generated, progress, cfg.path("metrics", I3D_CACHE)) if fvd else {}
     for k, entry in result["classes"].items():
         entry["fvd"] = fvd_values.get(k)

@@ -52,8 +52,13 @@ class Clip:
     aus: AUTimeline
 
 
+def make_identity(seed: int, index: int) -> Identity:
+    """Identity `index` of the dataset drawn with `seed` (the same whatever the identity count)."""
+    return sample_identity(np.random.default_rng([seed, _IDENTITY, index]), index)
+
+
 def make_identities(seed: int, count: int) -> list[Identity]:
-    return [sample_identity(np.random.default_rng([seed, _IDENTITY, i]), i) for i in range(count)]
+    return [make_identity(seed, i) for i in range(count)]
 
 
 def plan_clips(seed: int, num_identities: int, clips_per_identity: int, min_test_clips: int = 0) -> list[ClipPlan]:

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from argen_ray.data.demo.au_model import OPENFACE_AUS, MODELLED_AUS
-from argen_ray.data.demo.clips import (NUM_FOLDS, Clip, ClipPlan, clip_timeline, make_identities, plan_clips,
+from argen_ray.data.demo.clips import (NUM_FOLDS, Clip, ClipPlan, clip_timeline, make_identity, plan_clips,
                                        synthesize_clip)
 from argen_ray.data.labels import EMOTIONS
 from argen_ray.errors import ArgenError
@@ -142,7 +142,7 @@ def _render_and_write(job: tuple[Path, DemoParams, ClipPlan]) -> str:
     """Worker task: synthesise one clip and write it."""
     root, params, plan = job
     cv2.setNumThreads(1)
-    identity = make_identities(params.seed, params.num_identities)[plan.identity]
+    identity = make_identity(params.seed, plan.identity)  # one identity, not all of them, per clip
     _write_clip(root, synthesize_clip(plan, identity, params.seed, params.frames, params.size))
     return plan.video_name
 
