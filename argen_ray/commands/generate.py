@@ -95,8 +95,8 @@ def choose_actions(cfg, generator, prompts_path: Path, out: Path, policy_path=No
     policy = load_policy(policy_path)
     if policy.meta.get("state_encoder"):
         cfg.train.state_encoder = policy.meta["state_encoder"]  # embed states as in training
-    states = load_states(cfg, build_state_encoder(cfg, generator), prompts_path, cache_dir=out / "states",
-                         progress=True)
+    # The state cache training wrote (keyed by encoder, prompts and images): a run embeds its states once.
+    states = load_states(cfg, build_state_encoder(cfg, generator), prompts_path, progress=True)
     space = ActionSpace.from_config(cfg.generator, policy.action_values or None)
     actions, _ = policy.act(states.text_emb, states.image_emb)
     chosen = []
