@@ -69,6 +69,10 @@ def test_a_consistent_gain_is_supported_and_a_mixed_or_negative_one_is_not():
     assert gain["delta"]["scarce_ar"]["mean"] == pytest.approx(np.mean([0.10, 0.08, 0.12, 0.09]))
     assert gain["delta"]["uar"]["ci"][0] > 0 and gain["verdict"]["supported"] is True
     assert gain["verdict"]["text"].startswith("direction supported: ΔUAR +0.04")
+    # 4 pairs: the CI barely goes beyond the pairs' own values, and the verdict says so.
+    assert gain["verdict"]["indicative"] is True and "indicative only" in gain["verdict"]["text"]
+    five = summarize_study(_pairs([0.03, 0.05, 0.04, 0.06, 0.05], [0.10, 0.08, 0.12, 0.09, 0.1]), SCARCE)["M"]
+    assert five["verdict"]["indicative"] is False and "indicative" not in five["verdict"]["text"]
     # mean ± std per variant: scarce AR of the original is (0.2 + 0.1 + 0.3) / 3 on every pair.
     assert gain["variants"]["original"]["scarce_ar"] == {"mean": pytest.approx(0.2), "std": pytest.approx(0.0), "n": 4}
     assert gain["pairs"] == [[1, 0], [2, 0], [3, 0], [4, 0]]

@@ -23,6 +23,9 @@ CI_LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 SUPPORTED = "direction supported"
+# Below this many pairs a percentile bootstrap of the mean little more than brackets the pairs'
+# own values (2 pairs: [min, max]), so the verdict is marked indicative.
+MIN_TESTING_PAIRS = 5
 
 
 def bootstrap_ci(values: Sequence[float], level: float = CI_LEVEL, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -85,7 +88,11 @@ def verdict(delta: dict) -> dict:
     war_drop = war["ci"] is not None and war["ci"][1] < 0
     if war_drop:
         text += f"; WAR falls beyond its CI ({fmt(war)})"
-    return {"supported": supported, "war_drop": war_drop, "text": text}
+    indicative = uar["n"] < MIN_TESTING_PAIRS
+    if indicative:
+        text += (f"; indicative only: a bootstrap CI over {uar['n']} pairs little more than brackets them "
+                 f"(at least {MIN_TESTING_PAIRS} pairs to test the direction)")
+    return {"supported": supported, "war_drop": war_drop, "indicative": indicative, "text": text}
 
 
 def summarize_study(pairs: list[dict], scarce: Sequence[str]) -> dict:
