@@ -168,9 +168,8 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
     from tqdm.auto import tqdm
 
     from argen_ray.ard.generator import GenerationRequest
-    from argen_ray.io import produce_ahead
     from argen_ray.data.video import write_gif, write_mp4
-    from argen_ray.io import JsonlStore
+    from argen_ray.io import JsonlStore, produce_ahead
 
     if per_prompt < 1:
         raise GenerateError(f"--per-prompt must be at least 1, got {per_prompt}")

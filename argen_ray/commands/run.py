@@ -73,16 +73,10 @@ class EndToEndRun:
         if self._prefetch is not None:
             self._prefetch.stop()
 
-    def prefetch_also(self, sources) -> None:
-        """Add clips to the background I3D features and restart them with the whole list."""
-        self.start_prefetch()
-        self._prefetch.stop()
-        self._prefetch.sources = list(dict.fromkeys(self._prefetch.sources + [str(s) for s in sources]))
-        self._prefetch.start()
-
-    def start_prefetch(self) -> None:
+    def start_prefetch(self, extra=()) -> None:
         """Start the background I3D features of the real clips that the validity and generation
-        metrics score, once the prompts fix the classes and subjects (metrics/prefetch.py)."""
+        metrics score, once the prompts fix the classes and subjects (metrics/prefetch.py), and of
+        the `extra` clips (the generated ones)."""
         prompts = self.cfg.path("prompts", "prompts.jsonl")
         if self._prefetch is None or (not self._prefetch.with_subjects and prompts.is_file()):
             from argen_ray.commands.generate import augmentation_plan
@@ -102,6 +96,10 @@ class EndToEndRun:
                 self._prefetch.stop()
             self._prefetch = I3DPrefetch(sources, self.cfg.path("metrics", I3D_CACHE))
             self._prefetch.with_subjects = prompts.is_file()
+        added = [s for s in dict.fromkeys(str(s) for s in extra) if s not in self._prefetch.sources]
+        if added:
+            self._prefetch.stop()  # its job file lists the old clips
+            self._prefetch.sources += added
         self._prefetch.start()
 
     # -- the stages, in order; each returns a small JSON-able result ------------------------------
@@ -162,7 +160,7 @@ class EndToEndRun:
         # The generated clips' I3D features are computed in the background while the validity
         # dynamics (one thread) run; validity stops that before its FVD reads the cache and fills
         # in what is missing itself.
-        self.prefetch_also(g.source for g in generated)
+        self.start_prefetch(extra=[g.source for g in generated])
         validity = validity_metrics(self.cfg, self.dataset, generated, progress=self.progress,
                                     before_fvd=self.stop_prefetch)
         for line in validity_lines(validity):
