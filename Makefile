@@ -26,7 +26,7 @@ lint: $(STAMP)
 # Two workers (pytest-xdist): a test file runs whole in one worker (tests/conftest.py groups them);
 # the 25 slowest tests are listed at the end (the suite has a 20-minute budget on 2 cores).
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder --durations=25 tests
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -155,14 +155,14 @@ def test_crd_validation_catches_typos_and_wrong_types():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PINNED_RUNTIME_ENVS)
-def test_runtime_env_pins_resolve_with_pips_resolver(name):
+def test_runtime_env_pins_resolve_with_pips_resolver(name, pytestconfig):
     """`pip install --dry-run` on the env's packages: pip's resolver, no install, no machine config
     (started at the session's start, tests/pip_resolve.py)."""
     if not pip_resolve.registry_reachable():
         pytest.skip("the package registry (pypi.org) is unreachable from this machine: cannot resolve")
     packages = pip_resolve.packages(name)
     assert all("==" in p for p in packages), f"{name}: every package must be pinned: {packages}"
-    returncode, stderr, report = pip_resolve.result(name)
+    returncode, stderr, report = pip_resolve.result(name, pip_resolve.run_dir(pytestconfig))
     assert returncode == 0, f"{name}: pins do not resolve:\n{stderr[-3000:]}"
     resolved = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
     for pin in packages:

@@ -1,7 +1,9 @@
 """Shared set-up of the training tests: a run folder holding real prompts (the demo dataset run
-through the ASI stage by the real commands), built once per test session and copied per test."""
+through the ASI stage by the real commands), built once per test session (one build for both
+pytest-xdist workers) and copied per test."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,19 +22,25 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def prompts_run(tmp_path_factory) -> Path:
     """The session's run folder with demo data, prompts.jsonl and the cached state embeddings
-    of the local preset's generator (built on first use)."""
-    base = tmp_path_factory.getbasetemp() / "train-prompts"
-    if not list((base / "policy").glob("states-*.npz")):
-        sets = [x for o in [f"run_dir={base}", *DEMO] for x in ("--set", o)]
-        for command in (["demo-data"], ["prompts", "--no-progress"]):
-            done = cli(*command, *sets)
-            assert done.returncode == 0, done.stderr[-3000:]
-        from argen_ray.ard.generator import build_generator
-        from argen_ray.ard.states import GeneratorStateEncoder, load_states
-        from argen_ray.config import load_config
+    of the local preset's generator (built on first use, read-only after)."""
+    from filelock import FileLock
 
-        cfg = load_config(ROOT / "configs" / "local.yaml", [f"run_dir={base}", *DEMO])
-        load_states(cfg, GeneratorStateEncoder(cfg, build_generator(cfg.generator)))
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder above every worker's own (popen-gw0, popen-gw1)
+    base = shared / "train-prompts"
+    with FileLock(str(shared / "train-prompts.lock")):
+        if not list((base / "policy").glob("states-*.npz")):
+            sets = [x for o in [f"run_dir={base}", *DEMO] for x in ("--set", o)]
+            for command in (["demo-data"], ["prompts", "--no-progress"]):
+                done = cli(*command, *sets)
+                assert done.returncode == 0, done.stderr[-3000:]
+            from argen_ray.ard.generator import build_generator
+            from argen_ray.ard.states import GeneratorStateEncoder, load_states
+            from argen_ray.config import load_config
+
+            cfg = load_config(ROOT / "configs" / "local.yaml", [f"run_dir={base}", *DEMO])
+            load_states(cfg, GeneratorStateEncoder(cfg, build_generator(cfg.generator)))
     return base
 
 
