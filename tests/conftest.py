@@ -30,8 +30,12 @@ def pytest_addoption(parser):
                      help=f"write each test group's total seconds to {DURATIONS.name} (the order of the next runs)")
 
 
+def _group_of(nodeid: str, shared_serve_app: bool) -> str:
+    return "shared-serve-app" if shared_serve_app else nodeid.split("::")[0]
+
+
 def _group(item) -> str:
-    return "shared-serve-app" if item.get_closest_marker("shared_serve_app") else item.nodeid.split("::")[0]
+    return _group_of(item.nodeid, item.get_closest_marker("shared_serve_app") is not None)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +71,7 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_runtest_logreport(report):
     # Under xdist the controller sees every worker's reports.
-    group = "shared-serve-app" if "shared_serve_app" in report.keywords else report.nodeid.split("::")[0]
+    group = _group_of(report.nodeid, "shared_serve_app" in report.keywords)
     _measured[group] = _measured.get(group, 0.0) + report.duration
 
 
