@@ -59,14 +59,15 @@ def pytest_collection_modifyitems(config, items):
     scheduling), so the two workers finish close together instead of one waiting on a long group
     started last; a group not in the stored times goes after those with slow tests."""
     stored = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
-    slow_groups = {_group(item) for item in items if item.get_closest_marker("slow")}
+    group = {item.nodeid: _group(item) for item in items}
+    slow_groups = {group[item.nodeid] for item in items if item.get_closest_marker("slow")}
     first = {}
     for n, item in enumerate(items):
-        first.setdefault(_group(item), n)
+        first.setdefault(group[item.nodeid], n)
     # Each group stays contiguous (a serial run too) and keeps its own order.
-    items.sort(key=lambda item: (-stored.get(_group(item), 0.0), _group(item) not in slow_groups, first[_group(item)]))
+    items.sort(key=lambda item: (-stored.get(g := group[item.nodeid], 0.0), g not in slow_groups, first[g]))
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
+        item.add_marker(pytest.mark.xdist_group(group[item.nodeid]))
 
 
 def pytest_runtest_logreport(report):
