@@ -30,6 +30,24 @@ def test_peak_live_tensors_follows_allocation_and_release(device):
     assert peak.live == 0
 
 
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_view_keeps_its_base_storage_counted(device):
+    x = torch.ones(1000, device=device)
+    n = 1000 * 4
+    peak = PeakLiveTensors()
+    with peak:
+        a = x * 2                   # +n
+        v = a.detach().view(10, 100)  # shares a's storage but holds no reference to a (as
+        del a                         # the attention's _unsafe_view does): the storage lives on
+        assert peak.live == n
+        b = v * 3                   # +n: a's storage and b at once
+        assert peak.peak == 2 * n
+        del v                       # the last tensor on a's storage: -n
+        assert peak.live == n
+        del b
+    assert peak.live == 0
+
+
 def test_flops_and_saved_activations_of_a_known_network():
     h = 32 * 128 * 4  # bytes of one hidden activation
     model = nn.Sequential(nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 128), nn.Tanh(), nn.Linear(128, 128),

@@ -38,29 +38,41 @@ class PeakLiveTensors(TorchDispatchMode):
     """Peak bytes of tensors alive at once while the mode is on (works on `meta` tensors).
 
     Each output on a fresh storage (not a view of an input, not an input changed in place) adds
-    its bytes until Python frees that tensor; tensors that existed when the mode started (weights,
-    inputs) are not counted. Under autograd the tensors saved for backward stay alive, so the peak
-    of a training forward includes them. (A view that outlives its base is released with the base:
-    the peak can be slightly low there, never high.)
+    its storage's bytes until Python frees the last tensor on that storage: a view made by a later
+    op (`view`, `transpose`, `_unsafe_view`) keeps its base's storage counted, as it keeps the
+    memory on a GPU. Tensors that existed when the mode started (weights, inputs) are not counted.
+    Under autograd the tensors saved for backward stay alive, so the peak of a training forward
+    includes them.
     """
 
     def __init__(self):
         super().__init__()
         self.live = 0
         self.peak = 0
+        self._storages: dict[int, list[int]] = {}   # storage id -> [bytes, live tensors on it]
 
-    def _release(self, nbytes: int) -> None:
-        self.live -= nbytes
+    def _release(self, key: int) -> None:
+        entry = self._storages[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.live -= entry[0]
+            del self._storages[key]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        storages = {a.untyped_storage()._cdata for a in args if isinstance(a, torch.Tensor)}
+        inputs = {a.untyped_storage()._cdata for a in args if isinstance(a, torch.Tensor)}
         for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor) and t.untyped_storage()._cdata not in storages:
-                nbytes = t.numel() * t.element_size()
-                self.live += nbytes
+            if not isinstance(t, torch.Tensor):
+                continue
+            key = t.untyped_storage()._cdata
+            if key in inputs and key not in self._storages:
+                continue                      # a view or in-place result of an uncounted tensor
+            if key not in self._storages:
+                self._storages[key] = [t.untyped_storage().nbytes(), 0]
+                self.live += self._storages[key][0]
                 self.peak = max(self.peak, self.live)
-                weakref.finalize(t, self._release, nbytes)
+            self._storages[key][1] += 1
+            weakref.finalize(t, self._release, key)
         return out
 
 
