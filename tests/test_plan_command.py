@@ -73,9 +73,10 @@ def unet_activation_bounds(cfg) -> tuple[int, int]:
     tokens, head_dim = side[0] * side[1], unet["attention_head_dim"]
     heads = c[0] // head_dim
     # The level-1 spatial self-attention alone, counted the way the plan counts (fresh storages
-    # until Python frees the last tensor on them). Its n*heads*tokens^2 scores are the largest tensors of the whole
-    # UNet (level 2 has 1/16 of the tokens^2 and 2x the heads, temporal attention 16 frames), so
-    # the UNet's peak is reached inside one of these calls, on top of whatever else is live.
+    # until Python frees the last tensor on them). Its n*heads*tokens^2 scores are the largest
+    # tensors of the whole UNet (level 2 has 1/16 of the tokens^2 and 2x the heads, temporal
+    # attention 16 frames), so the UNet's peak is reached inside one of these calls, on top of
+    # whatever else is live.
     qkv = [torch.empty(n, tokens, c[0], device="meta", dtype=dtype)
            .view(n, tokens, heads, head_dim).transpose(1, 2) for _ in range(3)]
     with torch.no_grad(), _LiveBytes() as alone:
