@@ -140,7 +140,8 @@ def learn(cfg, table_path: Path, seed: int, validation: int) -> dict:
     return {"seed": seed, "policy": float(policy.mean()), "oracle": float(scores.max(axis=2).mean()),
             "expected_best": float(scores.mean(axis=1).max(axis=1).mean()),
             "best_fixed": float(scores[:, :, fixed].mean()), "best_fixed_action": data["actions"][fixed].tolist(),
-            "random": float(scores.mean()), "distinct_actions": len(set(chosen)), "validation_states": len(held)}
+            "random": float(scores.mean()), "distinct_actions": len(set(chosen)), "validation_states": len(held),
+            "greedy_actions": data["actions"][chosen].tolist()}
 
 
 def evaluation_design(table_path: Path, num_states: int, num_seeds: int, policy_rank: int, draws: int,
