@@ -26,13 +26,12 @@ from argen_ray.io import atomic_write_json
 ASSETS = Path(__file__).resolve().parents[1] / "argen_ray" / "assets" / "miniature"
 
 
-def seed_work_folder(fit: FitConfig, model: Path, out: Path) -> None:
-    """A checkpoint at the end of `model`'s UNet phase, holding its weights, in `out`'s work folder."""
+def seed_work_folder(run: MiniatureFit, model: Path, done: int) -> None:
+    """A checkpoint in `run`'s work folder at the end of `model`'s UNet phase (`done` steps),
+    holding its weights."""
     from diffusers import AutoencoderKL, UNet3DConditionModel
     from transformers import CLIPTextModel
 
-    done = json.loads((model / "fit.json").read_text())["config"]["unet_steps"]
-    run = MiniatureFit(fit, out_dir=out, progress=False)
     vae = AutoencoderKL.from_pretrained(model / "vae")
     run.pipe.vae.load_state_dict(vae.state_dict())
     run.pipe.vae.register_to_config(scaling_factor=vae.config.scaling_factor)
@@ -40,8 +39,8 @@ def seed_work_folder(fit: FitConfig, model: Path, out: Path) -> None:
                               (run.pipe.text_encoder, run.ema_text, CLIPTextModel.from_pretrained(model / "text_encoder"))):
         live.load_state_dict(source.state_dict())
         ema.load_state_dict(source.state_dict())
-    run.step = fit.vae_steps + done
-    run.losses = {"vae": [float("nan")] * fit.vae_steps, "unet": [float("nan")] * done, "decoder": []}
+    run.step = run.fit.vae_steps + done
+    run.losses = {"vae": [float("nan")] * run.fit.vae_steps, "unet": [float("nan")] * done, "decoder": []}
     run.save_checkpoint()
 
 
@@ -62,9 +61,10 @@ def main() -> None:
         changes[key] = yaml.safe_load(value)
     fit = FitConfig.model_validate({**recorded, **changes, "out": str(args.out), "threads": args.threads,
                                     "unet_steps": recorded["unet_steps"] + args.steps, "sample_every": 10 ** 9})
-    if not (args.out.with_name(args.out.name + ".work") / CHECKPOINT).is_file():
-        seed_work_folder(fit, args.model, args.out)
-    record = MiniatureFit(fit, out_dir=args.out).run()
+    run = MiniatureFit(fit, out_dir=args.out)
+    if not (run.work_dir / CHECKPOINT).is_file():
+        seed_work_folder(run, args.model, recorded["unet_steps"])
+    record = run.run()  # resumes from the work folder's checkpoint, the seeded one included
     # The record names what made the model: this continuation of `--model`, not a whole fit.
     record.update(command="benchmarks/continue_miniature.py " + " ".join(
         [f"--steps {args.steps}", *(f"--set {item}" for item in args.set)]), continued_from=str(args.model))
