@@ -115,13 +115,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None, help="frames per clip (default: generator.fit.clip_frames)")
     parser.add_argument("--condition-frames", type=int, default=None,
                         help="K condition frames per window (generator.condition_frames; default: window - 1)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="frames per UNet window at sampling (generator.window; default: generator.fit.window)")
     for knob, values in SWEEPS.items():
         parser.add_argument(f"--{knob}", default=",".join(map(str, values)), help=f"{knob} values to sweep")
     parser.add_argument("--out", default="docs/miniature_curves.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(None, [])
-    fit = cfg.generator.fit.model_copy(update={"clip_frames": args.frames or cfg.generator.fit.clip_frames})
+    fit = cfg.generator.fit.model_copy(update={"clip_frames": args.frames or cfg.generator.fit.clip_frames,
+                                                "window": args.window or cfg.generator.fit.window})
     emotion_set = args.emotions.split(",")
     sweeps = {"T": [int(v) for v in args.T.split(",")], "r": [int(v) for v in args.r.split(",")],
               "w": [float(v) for v in args.w.split(",")]}
@@ -151,7 +154,7 @@ def main() -> None:
         timings.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     results = {"model": str(folder), "emotions": emotion_set, "frames": fit.clip_frames,
-               "condition_frames": args.condition_frames or fit.window - 1,
+               "window": fit.window, "condition_frames": args.condition_frames or fit.window - 1,
                "sample_s_T10_r0": min(timings), "sample_cpu_s_T10_r0": min(cpu), "threads": args.threads,
                **{k: v for k, v in real_face.items() if k not in ("face", "vae_reconstruction_face")},
                "real": {"r_q": float(np.mean([scorer.quality(gray_frames(v))[0]["r_q"] for v in real])),

@@ -91,6 +91,23 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_
     history = {json.loads(line)["iteration"]: json.loads(line) for line in history_file.read_text().splitlines()}
     assert redone == pytest.approx(history[3]["wall_s"])  # MLflow and history agree on the redone iteration
     assert history[3]["rescored"] == 0  # no scorer crashed: counted, and zero
+    # Every candidate video of every iteration once (B = 2 groups of G), iteration 3's redone ones
+    # replacing the killed run's; each row's means agree with the iteration's logged means.
+    candidates = [json.loads(line) for line in (run_dir / "policy" / "candidates.jsonl").read_text().splitlines()]
+    group_size = len(candidates) // 8
+    assert group_size >= 2 and [c["iteration"] for c in candidates] == sorted([1, 2, 3, 4] * 2 * group_size)
+    for iteration in (1, 2, 3, 4):
+        rows = [c for c in candidates if c["iteration"] == iteration]
+        assert len({c["group_id"] for c in rows}) == 2 and all(c["prompt_id"] and c["seed"] >= 0 for c in rows)
+        for key in ("score", "r_q", "r_f", "steps", "nfe"):
+            assert sum(c[key] for c in rows) / len(rows) == pytest.approx(history[iteration][key]), (iteration, key)
+        for group in {c["group_id"] for c in rows}:  # one seed per group; the group rule's rewards,
+            members = sorted((c for c in rows if c["group_id"] == group), key=lambda c: -c["score"])
+            assert len({c["seed"] for c in members}) == 1  # centred on the group mean (group_baseline)
+            rewards = [c["reward"] for c in members]
+            assert rewards == sorted(rewards, reverse=True) and sum(rewards) == pytest.approx(0, abs=1e-4)
+            if members[0]["score"] > members[-1]["score"]:
+                assert rewards[0] > 0 > rewards[-1]
     for artifact in ("policy.pt", "reward_curve.png", "eval.json"):
         assert (run_dir / "policy" / artifact).is_file(), artifact
         # The MLflow run's copies live inside the run folder, not in the working directory.

@@ -247,7 +247,7 @@ class GroupVectorEnv(gym.vector.VectorEnv):
     and turns the G raw scores into the group rule's rewards (top-k keep S, the rest -delta,
     minus the group mean when `baseline`). Each candidate's reward is thus final where it is
     made: any number of learners can train on any shard of the samples. The raw score travels
-    in the step infos ("score"), next to `info_fields` of each candidate.
+    in the step infos ("score"), next to the group's seed and `info_fields` of each candidate.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -303,7 +303,7 @@ class GroupVectorEnv(gym.vector.VectorEnv):
         candidates = self.score_group(self._state, actions, self._group_seed)
         scores = [c["score"] for c in candidates]
         rewards = group_advantages(scores, self.top_k, self.penalty, self.baseline, self.scale)
-        infos = self._infos({"group_id": [self._group_id] * n, "score": scores,
+        infos = self._infos({"group_id": [self._group_id] * n, "seed": [self._group_seed] * n, "score": scores,
                              **{k: [c.get(k) for c in candidates] for k in self.info_fields if k != "score"}})
         self._needs_reset = True
         return self._observation(), rewards, np.ones(n, bool), np.zeros(n, bool), infos

@@ -165,8 +165,14 @@ class GroupReinforce(Algorithm):
                                                inference_only=True)
 
     def _log_group_metrics(self, episodes) -> None:
-        """Means of the candidates' score, reward components, actions, NFE and timings."""
+        """Means of the candidates' score, reward components, actions, NFE and timings; the
+        candidates themselves, one row each, in `candidate_rows` (the trainer records them)."""
         infos = [ep.get_infos(-1) for ep in episodes]
+        self.candidate_rows = [
+            {"group_id": str(info["group_id"]), "prompt_id": ep.get_infos(0).get("prompt_id"), "seed": int(info["seed"]),
+             **{k: None if info.get(k) is None else float(info[k]) for k in CANDIDATE_FIELDS},
+             "reward": float(ep.get_rewards(-1))}
+            for ep, info in zip(episodes, infos)]
         for name, mean in field_means(infos, CANDIDATE_FIELDS + GROUP_TIMINGS).items():
             self.metrics.log_value(("argen", name), mean, window=1)
         self.metrics.log_value(("argen", "groups"), len({i["group_id"] for i in infos}), window=1)

@@ -13,13 +13,15 @@
    (atomically: a checkpoint folder appears complete or not at all). Each iteration goes to
    `history.jsonl` as it ends and to MLflow once a checkpoint holds it, so a killed run that
    resumes redoes the iterations after its checkpoint and neither record lists one twice or
-   skips one;
+   skips one; every candidate (its group, prompt, seed, action, reward components, score, NFE
+   and the group rule's reward) goes to `candidates.jsonl` the same way;
 5. exports `policy/policy.pt` (see `load_policy`), evaluates the argmax policy on the held-out
    states x `train.eval_seeds` seeds against every action (`argen_ray/ard/evaluation.py`), and
    logs the reward curve plot and the evaluation.
 
 Layout under `<run_dir>/policy/`: `checkpoints/iter_000005/` (RLlib checkpoint + policy.pt +
-argen_state.json), `policy.pt`, `history.jsonl` (one line per iteration), `state.json`
+argen_state.json), `policy.pt`, `history.jsonl` (one line per iteration), `candidates.jsonl`
+(one line per candidate video), `state.json`
 (latest checkpoint, MLflow run id), `reward_curve.png`, `eval.json`.
 """
 from __future__ import annotations
@@ -328,6 +330,8 @@ class PolicyTrainer:
         start = self.restore()
         history_store = JsonlStore(self.policy_dir / "history.jsonl", key="iteration")
         history_store.retain(lambda h: h["iteration"] <= start)  # later ones are redone now
+        candidate_store = JsonlStore(self.policy_dir / "candidates.jsonl", key="candidate_id")
+        candidate_store.retain(lambda c: c["iteration"] <= start)
         mlflow = self._start_mlflow()
         checkpoint = self.latest_checkpoint()[0] if start else None
         try:
@@ -339,6 +343,8 @@ class PolicyTrainer:
                 result = self.algo.train()
                 metrics = iteration_metrics(result, time.perf_counter() - t0)
                 history_store.append({"iteration": iteration, **metrics})
+                for n, row in enumerate(self.algo.candidate_rows):
+                    candidate_store.append({"candidate_id": f"{iteration}.{n}", "iteration": iteration, **row})
                 if metrics.get("rescored"):
                     tqdm.write(f"[argen-ray] iteration {iteration}: {metrics['rescored']:g} videos rescored after a "
                                "scorer actor crashed")
