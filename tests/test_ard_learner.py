@@ -50,7 +50,7 @@ def test_group_metrics_skip_a_component_that_was_not_computed():
     from argen_ray.ard.learner import GroupReinforce
 
     def episode(score, r_t):
-        info = {"group_id": "a", "score": score, "r_t": r_t, "r_e": None, "steps": 5, "generate_s": 0.5}
+        info = {"group_id": "a", "seed": 7, "score": score, "r_t": r_t, "r_e": None, "steps": 5, "generate_s": 0.5}
         return SingleAgentEpisode(observations=[np.zeros(2), np.zeros(2)], actions=[np.zeros(3)], rewards=[score],
                                   infos=[{"group_id": "a"}, info], terminated=True, len_lookback_buffer=0)
 
@@ -63,6 +63,10 @@ def test_group_metrics_skip_a_component_that_was_not_computed():
     fake = type("Algo", (), {"metrics": Metrics()})()
     GroupReinforce._log_group_metrics(fake, [episode(0.2, 0.5), episode(0.6, 0.7)])
     assert logged == pytest.approx({"score": 0.4, "r_t": 0.6, "steps": 5.0, "generate_s": 0.5, "groups": 1})
+    # The candidates themselves, for candidates.jsonl: the missing component stays None, not 0.
+    rows = fake.candidate_rows
+    assert [(r["score"], r["r_t"], r["r_e"], r["reward"], r["seed"]) for r in rows] == [(0.2, 0.5, None, 0.2, 7),
+                                                                                       (0.6, 0.7, None, 0.6, 7)]
 
 
 def test_config_keeps_groups_whole():

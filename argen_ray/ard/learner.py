@@ -169,7 +169,7 @@ class GroupReinforce(Algorithm):
         candidates themselves, one row each, in `candidate_rows` (the trainer records them)."""
         infos = [ep.get_infos(-1) for ep in episodes]
         self.candidate_rows = [
-            {"group_id": str(info["group_id"]), "prompt_id": ep.get_infos(0).get("prompt_id"), "seed": int(info["seed"]),
+            {"group_id": str(info["group_id"]), "prompt_id": ep.get_infos(0).get("prompt_id"), "seed": None if info.get("seed") is None else int(info["seed"]),
              **{k: None if info.get(k) is None else float(info[k]) for k in CANDIDATE_FIELDS},
              "reward": float(ep.get_rewards(-1))}
             for ep, info in zip(episodes, infos)]
