@@ -139,14 +139,19 @@ class JsonlStore:
         return iter(self.records.values())
 
     def append(self, record: dict) -> None:
-        if self.key not in record:
-            raise KeyError(f"record for {self.path} lacks its key field {self.key!r}")
-        line = json.dumps(record, default=str)
+        self.extend([record])
+
+    def extend(self, records: list[dict]) -> None:
+        """Append several records under one lock and one fsync (e.g. one training iteration's)."""
+        for record in records:
+            if self.key not in record:
+                raise KeyError(f"record for {self.path} lacks its key field {self.key!r}")
+        text = "".join(json.dumps(record, default=str) + "\n" for record in records)
         with _locked(self.path), open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        self.records[str(record[self.key])] = record
+        self.records.update((str(record[self.key]), record) for record in records)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

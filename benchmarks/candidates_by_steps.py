@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from argen_ray.ard.env import field_means
 from argen_ray.io import read_jsonl
 
 FIELDS = ("score", "r_q", "r_f", "r_e", "r_c", "reward")
@@ -24,8 +25,7 @@ def mean_by(rows: list[dict], key) -> dict:
     groups = defaultdict(list)
     for row in rows:
         groups[key(row)].append(row)
-    return {k: {"n": len(g), **{f: float(np.mean([r[f] for r in g])) for f in FIELDS if g[0].get(f) is not None}}
-            for k, g in sorted(groups.items())}
+    return {k: {"n": len(g), **field_means(g, FIELDS)} for k, g in sorted(groups.items())}
 
 
 def paired_differences(rows: list[dict]) -> dict:

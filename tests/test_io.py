@@ -42,6 +42,16 @@ def test_jsonl_store_resumes_and_drops_torn_tail(tmp_path):
     assert [r["id"] for r in read_jsonl(path)] == ["a", "b", "c"]
 
 
+def test_jsonl_store_extend_appends_a_batch_and_checks_every_key(tmp_path):
+    path = tmp_path / "items.jsonl"
+    store = JsonlStore(path, key="id")
+    store.extend([{"id": "a", "v": 1}, {"id": "b", "v": 2}])
+    with pytest.raises(KeyError, match="lacks its key field 'id'"):
+        store.extend([{"id": "c"}, {"v": 4}])
+    assert [r["id"] for r in read_jsonl(path)] == ["a", "b"]  # a bad batch writes nothing
+    assert "a" in JsonlStore(path, key="id") and len(JsonlStore(path, key="id")) == 2
+
+
 def test_read_jsonl_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"a": 1}) + "\n{oops\n")

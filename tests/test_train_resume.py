@@ -101,9 +101,10 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_
         assert len({c["group_id"] for c in rows}) == 2 and all(c["prompt_id"] and c["seed"] >= 0 for c in rows)
         for key in ("score", "r_q", "r_f", "steps", "nfe"):
             assert sum(c[key] for c in rows) / len(rows) == pytest.approx(history[iteration][key]), (iteration, key)
-        for group in {c["group_id"] for c in rows}:  # one seed per group; the group rule's rewards,
+        # One seed per group; the group rule's rewards, centred on the group mean (group_baseline).
+        for group in {c["group_id"] for c in rows}:
             members = sorted((c for c in rows if c["group_id"] == group), key=lambda c: -c["score"])
-            assert len({c["seed"] for c in members}) == 1  # centred on the group mean (group_baseline)
+            assert len({c["seed"] for c in members}) == 1
             rewards = [c["reward"] for c in members]
             assert rewards == sorted(rewards, reverse=True) and sum(rewards) == pytest.approx(0, abs=1e-4)
             if members[0]["score"] > members[-1]["score"]:

@@ -168,9 +168,10 @@ class GroupReinforce(Algorithm):
         """Means of the candidates' score, reward components, actions, NFE and timings; the
         candidates themselves, one row each, in `candidate_rows` (the trainer records them)."""
         infos = [ep.get_infos(-1) for ep in episodes]
+        number = lambda v, kind=float: None if v is None else kind(v)  # noqa: E731 (numpy scalars -> JSON)
         self.candidate_rows = [
-            {"group_id": str(info["group_id"]), "prompt_id": ep.get_infos(0).get("prompt_id"), "seed": None if info.get("seed") is None else int(info["seed"]),
-             **{k: None if info.get(k) is None else float(info[k]) for k in CANDIDATE_FIELDS},
+            {"group_id": str(info["group_id"]), "prompt_id": ep.get_infos(0).get("prompt_id"),
+             "seed": number(info.get("seed"), int), **{k: number(info.get(k)) for k in CANDIDATE_FIELDS},
              "reward": float(ep.get_rewards(-1))}
             for ep, info in zip(episodes, infos)]
         for name, mean in field_means(infos, CANDIDATE_FIELDS + GROUP_TIMINGS).items():

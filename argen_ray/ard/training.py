@@ -343,8 +343,8 @@ class PolicyTrainer:
                 result = self.algo.train()
                 metrics = iteration_metrics(result, time.perf_counter() - t0)
                 history_store.append({"iteration": iteration, **metrics})
-                for n, row in enumerate(self.algo.candidate_rows):
-                    candidate_store.append({"candidate_id": f"{iteration}.{n}", "iteration": iteration, **row})
+                candidate_store.extend([{"candidate_id": f"{iteration}.{n}", "iteration": iteration, **row}
+                                        for n, row in enumerate(self.algo.candidate_rows)])
                 if metrics.get("rescored"):
                     tqdm.write(f"[argen-ray] iteration {iteration}: {metrics['rescored']:g} videos rescored after a "
                                "scorer actor crashed")
