@@ -26,17 +26,19 @@ from argen_ray.io import atomic_write_json
 ASSETS = Path(__file__).resolve().parents[1] / "argen_ray" / "assets" / "miniature"
 
 
-def seed_work_folder(run: MiniatureFit, model: Path, done: int) -> None:
+def seed_work_folder(run: MiniatureFit, model: Path, done: int, fresh_text: bool = False) -> None:
     """A checkpoint in `run`'s work folder at the end of `model`'s UNet phase (`done` steps),
-    holding its weights."""
+    holding its weights (with `fresh_text`, the text encoder the changed settings build instead)."""
     from diffusers import AutoencoderKL, UNet3DConditionModel
     from transformers import CLIPTextModel
 
     vae = AutoencoderKL.from_pretrained(model / "vae")
     run.pipe.vae.load_state_dict(vae.state_dict())
     run.pipe.vae.register_to_config(scaling_factor=vae.config.scaling_factor)
-    for live, ema, source in ((run.pipe.unet, run.ema_unet, UNet3DConditionModel.from_pretrained(model / "unet")),
-                              (run.pipe.text_encoder, run.ema_text, CLIPTextModel.from_pretrained(model / "text_encoder"))):
+    sources = [(run.pipe.unet, run.ema_unet, UNet3DConditionModel.from_pretrained(model / "unet"))]
+    if not fresh_text:
+        sources.append((run.pipe.text_encoder, run.ema_text, CLIPTextModel.from_pretrained(model / "text_encoder")))
+    for live, ema, source in sources:
         live.load_state_dict(source.state_dict())
         ema.load_state_dict(source.state_dict())
     run.step = run.fit.vae_steps + done
@@ -51,6 +53,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, required=True, help="UNet steps beyond the model's own")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a generator.fit setting")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fresh-text", action="store_true",
+                        help="start from a newly built text encoder (e.g. with --set text_token_std=1) instead of the model's")
     args = parser.parse_args()
     recorded = json.loads((args.model / "fit.json").read_text())["config"]
     changes = {}
@@ -63,11 +67,12 @@ def main() -> None:
                                     "unet_steps": recorded["unet_steps"] + args.steps, "sample_every": 10 ** 9})
     run = MiniatureFit(fit, out_dir=args.out)
     if not (run.work_dir / CHECKPOINT).is_file():
-        seed_work_folder(run, args.model, recorded["unet_steps"])
+        seed_work_folder(run, args.model, recorded["unet_steps"], args.fresh_text)
     record = run.run()  # resumes from the work folder's checkpoint, the seeded one included
     # The record names what made the model: this continuation of `--model`, not a whole fit.
     record.update(command="benchmarks/continue_miniature.py " + " ".join(
-        [f"--steps {args.steps}", *(f"--set {item}" for item in args.set)]), continued_from=str(args.model))
+        [f"--steps {args.steps}", *(f"--set {item}" for item in args.set), *(["--fresh-text"] if args.fresh_text else [])]),
+        continued_from=str(args.model))
     atomic_write_json(args.out / FIT_RECORD, record)
     print(json.dumps(record, indent=1))
 

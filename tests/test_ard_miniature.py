@@ -193,6 +193,42 @@ def test_more_vae_steps_continue_the_vae_until_the_unet_phase_begins(tmp_path):
         fitter("parts", vae_steps=6, unet_steps=1).load_checkpoint()
 
 
+def test_a_frozen_text_encoder_keeps_its_random_function_and_tells_prompts_apart(tmp_path):
+    """generator.fit.train_text_encoder: false: the UNet trains, the text encoder (token embeddings
+    drawn with text_token_std) stays the function it was built as, in the saved model too; the VAE
+    and UNet start from the same initialisation as a default fit's."""
+    from transformers import CLIPTextModel
+
+    from argen_ray.ard.miniature import MiniatureFit, build_miniature
+    from argen_ray.ard.miniature_data import emotion_prompts
+
+    settings = {"vae_steps": 2, "unet_steps": 3, "vae_identities": None}
+    fitter = MiniatureFit(fit_config(train_text_encoder=False, text_token_std=1.0, **settings),
+                          out_dir=tmp_path / "frozen", progress=False)
+    built = {k: v.clone() for k, v in fitter.pipe.text_encoder.state_dict().items()}
+    unet0 = {k: v.clone() for k, v in fitter.pipe.unet.state_dict().items()}
+    default = build_miniature(fit_config(**settings))
+    for a, b in ((fitter.pipe.unet, default.unet), (fitter.pipe.vae, default.vae)):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    embedding = fitter.pipe.text_encoder.get_input_embeddings().weight
+    assert 0.8 < float(embedding.std()) < 1.2
+
+    fitter.run()
+    saved = CLIPTextModel.from_pretrained(tmp_path / "frozen" / "text_encoder").state_dict()
+    assert all(torch.equal(built[k], saved[k]) for k in built)
+    assert any(not torch.equal(unet0[k], v) for k, v in fitter.ema_unet.state_dict().items())
+
+    def states(prompt: str) -> torch.Tensor:
+        ids = fitter.pipe.tokenizer([prompt], padding="max_length", max_length=77, truncation=True,
+                                    return_tensors="pt").input_ids
+        with torch.no_grad():
+            return fitter.pipe.text_encoder(ids).last_hidden_state[0]
+
+    surprise, happy = states(emotion_prompts("surprise")[0]), states(emotion_prompts("happy")[0])
+    # the emotion's word (position 8 after "<start> the pers on ' s face shows") reads apart
+    assert float((surprise[8] - happy[8]).norm()) > 0.5 * float(surprise[8].norm())
+
+
 def test_other_settings_refuse_to_resume(fitted, tmp_path):
     from argen_ray.ard.miniature import MiniatureFit, MiniatureFitError
 
@@ -273,6 +309,31 @@ def test_training_windows_are_consecutive_or_open_on_a_held_frame():
         h = training_window(rng, 16, 8, static_prefix=1.0)
         held = int((h == h[0]).sum())
         assert len(h) == 8 and 1 <= held <= 7 and (np.diff(h[held - 1:]) == 1).all() and h[-1] < 16
+
+
+def test_strided_training_windows_space_their_frames_and_stay_in_the_clip():
+    """generator.fit.frame_stride: a window's frames (after any held prefix) are `stride` rendered
+    frames apart, every index inside the clip, and every start that fits is drawn."""
+    from argen_ray.ard.miniature_data import training_window
+
+    rng = np.random.default_rng(1)
+    starts = set()
+    for _ in range(400):
+        w = training_window(rng, 16, 4, static_prefix=0.0, stride=3)
+        assert len(w) == 4 and (np.diff(w) == 3).all() and w[0] >= 0 and w[-1] < 16
+        starts.add(int(w[0]))
+        h = training_window(rng, 16, 4, static_prefix=1.0, stride=3)
+        held = int((h == h[0]).sum())
+        assert 1 <= held <= 3 and (np.diff(h[held - 1:]) == 3).all() and h[-1] < 16
+    assert starts == set(range(7))  # 0..6: the last window is 6, 9, 12, 15
+
+
+def test_fit_settings_refuse_strided_windows_longer_than_the_clip():
+    from argen_ray.config.generator import FitConfig
+
+    FitConfig(window=4, frame_stride=5, clip_frames=16)  # frames 0, 5, 10, 15: fits
+    with pytest.raises(ValueError, match="frame_stride|apart"):
+        FitConfig(window=4, frame_stride=6, clip_frames=16)
 
 
 @pytest.mark.slow

@@ -84,6 +84,11 @@ def build_miniature(fit):
         vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
         num_attention_heads=4, max_position_embeddings=77, projection_dim=width, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    if fit.text_token_std is not None:  # own generator: the VAE's and UNet's initialisation stay as they were
+        with torch.no_grad():
+            text_encoder.get_input_embeddings().weight.normal_(
+                0.0, fit.text_token_std, generator=torch.Generator().manual_seed(fit.seed))
+    text_encoder.requires_grad_(fit.train_text_encoder)
     return TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                  scheduler=DDIMScheduler(**scheduler_config(fit)))
 
@@ -130,8 +135,8 @@ class MiniatureFit:
         self.ema_unet = copy.deepcopy(self.pipe.unet).requires_grad_(False)
         self.ema_text = copy.deepcopy(self.pipe.text_encoder).requires_grad_(False)
         self.vae_opt = torch.optim.AdamW(self.pipe.vae.parameters(), lr=fit.vae_lr)
-        self.opt = torch.optim.AdamW(list(self.pipe.unet.parameters()) + list(self.pipe.text_encoder.parameters()),
-                                     lr=fit.lr, weight_decay=0.0)
+        self.trained = [self.pipe.unet] + ([self.pipe.text_encoder] if fit.train_text_encoder else [])
+        self.opt = torch.optim.AdamW([p for m in self.trained for p in m.parameters()], lr=fit.lr, weight_decay=0.0)
         self.decoder_opt = torch.optim.AdamW(decoder_parameters(self.pipe.vae), lr=fit.vae_lr)
         self.step = 0                   # over all phases: vae_steps + unet_steps + decoder_steps
         self.losses: dict[str, list[float]] = {"vae": [], "unet": [], "decoder": []}
@@ -229,7 +234,7 @@ class MiniatureFit:
     def unet_step(self, pool: ClipPool, latents: torch.Tensor, scheduler) -> float:
         fit, pipe = self.fit, self.pipe
         clips = self.rng.integers(0, len(pool.frames), fit.batch_size)
-        windows = np.stack([training_window(self.rng, fit.clip_frames, fit.window, fit.static_prefix) for _ in clips])
+        windows = np.stack([training_window(self.rng, fit.clip_frames, fit.window, fit.static_prefix, fit.frame_stride) for _ in clips])
         x0 = latents[clips[:, None], :, windows].permute(0, 2, 1, 3, 4) * pipe.vae.config.scaling_factor
         per_clip = fit.prompts == "clip"
         prompts = ["" if self.rng.random() < fit.text_dropout else pool.prompt(int(c), self.rng, per_clip) for c in clips]
@@ -243,13 +248,13 @@ class MiniatureFit:
         loss = F.mse_loss(pred, target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(pipe.unet.parameters()) + list(pipe.text_encoder.parameters()), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for m in self.trained for p in m.parameters()], 1.0)
         self.opt.step()
         # EMA with warm-up, so a short fit's average is not mostly its random initialisation.
         k = len(self.losses["unet"])
         decay = min(fit.ema_decay, (1 + k) / (10 + k))
         with torch.no_grad():
-            for ema, live in ((self.ema_unet, pipe.unet), (self.ema_text, pipe.text_encoder)):
+            for ema, live in ((self.ema_unet, pipe.unet), (self.ema_text, pipe.text_encoder))[:len(self.trained)]:
                 torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1 - decay)
         return float(loss.detach())
 

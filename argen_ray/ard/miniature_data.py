@@ -146,15 +146,16 @@ def plan_au_vector(plan, fit) -> dict[str, float]:
     return clip_au_vector(clip_timeline(plan, fit.identity_seed, fit.clip_frames))
 
 
-def training_window(rng: np.random.Generator, clip_frames: int, window: int, static_prefix: float) -> np.ndarray:
-    """Frame indices of one training window: `window` consecutive frames, or (with probability
-    `static_prefix`) one frame held for k frames and then the frames that follow it."""
-    start = int(rng.integers(0, clip_frames - window + 1))
+def training_window(rng: np.random.Generator, clip_frames: int, window: int, static_prefix: float,
+                    stride: int = 1) -> np.ndarray:
+    """Frame indices of one training window: `window` frames `stride` apart, or (with probability
+    `static_prefix`) one frame held for k frames and then the frames that follow it, `stride` apart."""
+    start = int(rng.integers(0, clip_frames - (window - 1) * stride))  # drawn first, as the shipped fit drew it
     if rng.random() >= static_prefix:
-        return np.arange(start, start + window)
+        return start + stride * np.arange(window)
     held = int(rng.integers(1, window))
-    start = int(rng.integers(0, clip_frames - (window - held)))
-    return np.concatenate([np.full(held, start), np.arange(start + 1, start + 1 + window - held)])
+    start = int(rng.integers(0, clip_frames - (window - held) * stride))
+    return np.concatenate([np.full(held, start), start + stride * np.arange(1, 1 + window - held)])
 
 
 def frame_pool_settings(fit, identities: int):

@@ -66,6 +66,11 @@ class FitConfig(Section):
     # shows (the shipped v3 and v5); "clip" = ASI's two-record composition adapted to the clip's AU vector,
     # so the text says how strongly the clip shows each AU (what guidance can amplify).
     prompts: Literal["emotion", "clip"] = "emotion"
+    # The text encoder: trained with the UNet (v5), or a frozen random function (`false`) whose token
+    # embeddings are drawn with std `text_token_std` (null: CLIP's 0.02). v5's trained encoder collapsed
+    # every prompt to nearly the same states and its UNet ignores the text (docs/generator.md).
+    train_text_encoder: bool = True
+    text_token_std: float | None = Field(None, gt=0)
     clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
     vae_steps: int = Field(1000, ge=0)
@@ -79,6 +84,9 @@ class FitConfig(Section):
     prediction: Literal["epsilon", "v_prediction"] = "v_prediction"
     text_dropout: float = Field(0.15, ge=0, le=1)  # classifier-free guidance: prompt -> "" this often
     static_prefix: float = Field(0.5, ge=0, le=1)  # windows opening on a held frame, as TI2V's queue starts
+    # Rendered frames between a training window's frames: one generated frame then stands for
+    # `frame_stride` rendered ones, so each autoregressive hop carries that much more motion.
+    frame_stride: int = Field(1, ge=1)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     # One level (no downsampling of the 8x8 latents): half the modules of two levels, so a UNet call
     # costs ~30 ms on one thread (docs/generator.md); attention at 8x8 already sees the whole face.
@@ -100,8 +108,9 @@ class FitConfig(Section):
         if self.size % (factor * 2 ** (len(self.channels) - 1)):
             raise ValueError(f"size {self.size} must be a multiple of the VAE factor {factor} times the UNet's "
                              f"downsampling {2 ** (len(self.channels) - 1)}")
-        if self.window > self.clip_frames:
-            raise ValueError(f"window ({self.window}) must not exceed clip_frames ({self.clip_frames})")
+        if (self.window - 1) * self.frame_stride >= self.clip_frames:
+            raise ValueError(f"window ({self.window}) frames {self.frame_stride} apart must fit in clip_frames "
+                             f"({self.clip_frames})")
         return self
 
 
