@@ -14,6 +14,8 @@ of each comparison. Per setting:
   same on pixels (mean absolute change from frame 0, largest mean over L = ceil(F/4) frames,
   median over clips; `expression_ratio`), which also counts flicker and drift;
 - per-class FVD (I3D logits) of the generated clips against the real clips (--fvd).
+Once per run, the same per-class landmark ratio of the VAE's round trip of the real clips
+(`vae_reconstruction_landmark_ratio_per_class`): the motion any model in this latent space can show.
 Sampling time of one 16-frame clip at T = 10, r = 0, w = 9 is timed alone (best of 2).
 `--vae-only` stops after the real frames' and the VAE round trip's face presence (cheap: the
 first check of a new VAE).
@@ -136,7 +138,8 @@ def main() -> None:
     keep = [i for i, e in enumerate(emotions) if e in emotion_set]
     real, emotions, aus = real[keep], [emotions[i] for i in keep], [aus[i] for i in keep]
     face = lambda videos: float(np.mean([scorer.face_presence(v, gray_frames(v))[0] for v in videos]))  # noqa: E731
-    real_face = {"face": face(real), "vae_reconstruction_face": face(vae_reconstructions(pipe, real)),
+    reconstructed = vae_reconstructions(pipe, real)
+    real_face = {"face": face(real), "vae_reconstruction_face": face(reconstructed),
                  "identity_seed": args.identity_seed, "identities": args.identities,
                  "load_average": os.getloadavg()[0]}
     if args.vae_only:
@@ -147,6 +150,8 @@ def main() -> None:
                  for e in set(emotions)}
 
     real_landmarks = [landmark_displacement(v) for v in real]
+    # the VAE's round trip of the real clips: how much of each class's motion any latent model can show
+    vae_landmark_ratio = class_ratios([landmark_displacement(v) for v in reconstructed], real_landmarks, emotions)
     timings, cpu = [], []
     for _ in range(2):  # CPU seconds beside wall: on a shared machine the wall time mostly measures the load
         t0, c0 = time.perf_counter(), time.process_time()
@@ -159,7 +164,8 @@ def main() -> None:
                **{k: v for k, v in real_face.items() if k not in ("face", "vae_reconstruction_face")},
                "real": {"r_q": float(np.mean([scorer.quality(gray_frames(v))[0]["r_q"] for v in real])),
                         "face": real_face["face"], "vae_reconstruction_face": real_face["vae_reconstruction_face"],
-                        "landmark_displacement": real_landmarks},
+                        "landmark_displacement": real_landmarks,
+                        "vae_reconstruction_landmark_ratio_per_class": vae_landmark_ratio},
                "sweeps": {}}
     print(json.dumps({k: v for k, v in results.items() if k != "sweeps"}), flush=True)
     i3d = real_feats = None
