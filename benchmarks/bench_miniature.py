@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from argen_ray.ard.miniature import to_pixels
 from argen_ray.ard.miniature_data import clip_au_vector, composed_prompt
 from argen_ray.ard.rewards import RewardScorer, gray_frames
 from argen_ray.ard.ti2v import TI2VZeroPipeline
@@ -88,8 +89,7 @@ def class_ratios(generated: list, real: list, emotions: list[str]) -> dict[str, 
 @torch.no_grad()
 def vae_reconstructions(pipe, real: np.ndarray) -> np.ndarray:
     """The VAE's decode(encode(frame)) of every real frame: the best any latent model can show."""
-    x = torch.from_numpy(real.reshape(-1, *real.shape[2:])).float().div(127.5).sub(1).permute(0, 3, 1, 2)
-    out = pipe.vae.decode(pipe.vae.encode(x).latent_dist.mode()).sample
+    out = pipe.vae.decode(pipe.vae.encode(to_pixels(real.reshape(-1, *real.shape[2:]))).latent_dist.mode()).sample
     return ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy().reshape(real.shape)
 
 

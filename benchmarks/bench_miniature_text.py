@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_miniature import real_clips  # noqa: E402
 
+from argen_ray.ard.miniature import to_pixels  # noqa: E402
 from argen_ray.ard.miniature_data import emotion_prompts  # noqa: E402
 from argen_ray.ard.ti2v import TI2VZeroPipeline  # noqa: E402
 from argen_ray.ard.tiny_models import miniature_t2v_path  # noqa: E402
@@ -39,14 +40,8 @@ EMOTION_WORD = 8
 
 
 @torch.no_grad()
-def text_states(pipe, prompts: list[str]) -> torch.Tensor:
-    ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                         truncation=True, return_tensors="pt").input_ids
-    return pipe.text_encoder(ids).last_hidden_state
-
-
 def state_separation(pipe) -> dict:
-    states = text_states(pipe, [emotion_prompts(e)[0] for e in EXPRESSIVE] + [""])
+    states = pipe.encode_prompt([emotion_prompts(e)[0] for e in EXPRESSIVE] + [""])[0]
     out = {}
     for pos, name in ((EMOTION_WORD, "emotion_word"), (-1, "last")):
         s = states[:, pos]
@@ -62,13 +57,12 @@ def denoising_error(pipe, real: np.ndarray, emotions: list[str]) -> list[dict]:
     from diffusers import DDPMScheduler
 
     sch = DDPMScheduler.from_config(pipe.scheduler.config)
-    x = torch.from_numpy(real.reshape(-1, *real.shape[2:])).float().div(127.5).sub(1).permute(0, 3, 1, 2)
-    lat = pipe.vae.encode(x).latent_dist.mode() * pipe.vae.config.scaling_factor
+    lat = pipe.vae.encode(to_pixels(real.reshape(-1, *real.shape[2:]))).latent_dist.mode() * pipe.vae.config.scaling_factor
     lat = lat.view(len(real), real.shape[1], *lat.shape[1:]).transpose(1, 2)
     idx = [i for i, e in enumerate(emotions) if e in EXPRESSIVE]
     prompts = {"own": [emotion_prompts(emotions[i])[0] for i in idx], "empty": [""] * len(idx),
                "other": [emotion_prompts(EXPRESSIVE[(EXPRESSIVE.index(emotions[i]) + 3) % 6])[0] for i in idx]}
-    states = {k: text_states(pipe, v) for k, v in prompts.items()}
+    states = {k: pipe.encode_prompt(v)[0] for k, v in prompts.items()}
     g = torch.Generator().manual_seed(0)
     rows = []
     for start in (0, 4, 10):

@@ -317,15 +317,17 @@ def test_strided_training_windows_space_their_frames_and_stay_in_the_clip():
     from argen_ray.ard.miniature_data import training_window
 
     rng = np.random.default_rng(1)
-    starts = set()
+    starts, held_lengths = set(), set()
     for _ in range(400):
         w = training_window(rng, 16, 4, static_prefix=0.0, stride=3)
         assert len(w) == 4 and (np.diff(w) == 3).all() and w[0] >= 0 and w[-1] < 16
         starts.add(int(w[0]))
         h = training_window(rng, 16, 4, static_prefix=1.0, stride=3)
         held = int((h == h[0]).sum())
-        assert 1 <= held <= 3 and (np.diff(h[held - 1:]) == 3).all() and h[-1] < 16
+        assert len(h) == 4 and (np.diff(h[held - 1:]) == 3).all() and h[-1] < 16
+        held_lengths.add(held)
     assert starts == set(range(7))  # 0..6: the last window is 6, 9, 12, 15
+    assert held_lengths == {1, 2, 3}  # every held prefix of a 4-frame window occurs
 
 
 def test_fit_settings_refuse_strided_windows_longer_than_the_clip():

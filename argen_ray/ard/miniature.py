@@ -135,8 +135,11 @@ class MiniatureFit:
         self.ema_unet = copy.deepcopy(self.pipe.unet).requires_grad_(False)
         self.ema_text = copy.deepcopy(self.pipe.text_encoder).requires_grad_(False)
         self.vae_opt = torch.optim.AdamW(self.pipe.vae.parameters(), lr=fit.vae_lr)
-        self.trained = [self.pipe.unet] + ([self.pipe.text_encoder] if fit.train_text_encoder else [])
-        self.opt = torch.optim.AdamW([p for m in self.trained for p in m.parameters()], lr=fit.lr, weight_decay=0.0)
+        # (EMA copy, live module) of what the UNet phase trains: the text encoder only when not frozen
+        self.ema_pairs = [(self.ema_unet, self.pipe.unet)] + (
+            [(self.ema_text, self.pipe.text_encoder)] if fit.train_text_encoder else [])
+        self.trained_parameters = [p for _, live in self.ema_pairs for p in live.parameters()]
+        self.opt = torch.optim.AdamW(self.trained_parameters, lr=fit.lr, weight_decay=0.0)
         self.decoder_opt = torch.optim.AdamW(decoder_parameters(self.pipe.vae), lr=fit.vae_lr)
         self.step = 0                   # over all phases: vae_steps + unet_steps + decoder_steps
         self.losses: dict[str, list[float]] = {"vae": [], "unet": [], "decoder": []}
@@ -248,13 +251,13 @@ class MiniatureFit:
         loss = F.mse_loss(pred, target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for m in self.trained for p in m.parameters()], 1.0)
+        torch.nn.utils.clip_grad_norm_(self.trained_parameters, 1.0)
         self.opt.step()
         # EMA with warm-up, so a short fit's average is not mostly its random initialisation.
         k = len(self.losses["unet"])
         decay = min(fit.ema_decay, (1 + k) / (10 + k))
         with torch.no_grad():
-            for ema, live in ((self.ema_unet, pipe.unet), (self.ema_text, pipe.text_encoder))[:len(self.trained)]:
+            for ema, live in self.ema_pairs:
                 torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1 - decay)
         return float(loss.detach())
 
