@@ -229,6 +229,30 @@ def test_a_frozen_text_encoder_keeps_its_random_function_and_tells_prompts_apart
     assert float((surprise[8] - happy[8]).norm()) > 0.5 * float(surprise[8].norm())
 
 
+@pytest.mark.parametrize("up_cross_attention", [False, True])
+def test_up_cross_attention_gives_the_text_a_path_around_the_mid_block(up_cross_attention, tmp_path):
+    """generator.fit.up_cross_attention: the one-level UNet's up block reads the prompt too, so the
+    text reaches the output even where the mid block's cross-attention adds nothing; without it the
+    mid block is the only path. Checked on the saved and reloaded UNet (from_pretrained)."""
+    from diffusers import UNet3DConditionModel
+
+    from argen_ray.ard.miniature import build_miniature
+
+    unet = build_miniature(fit_config(channels=[32], up_cross_attention=up_cross_attention)).unet
+    unet.save_pretrained(tmp_path / "unet")
+    unet = UNet3DConditionModel.from_pretrained(tmp_path / "unet").eval()
+    with torch.no_grad():
+        for block in unet.mid_block.attentions[0].transformer_blocks:  # silence the mid block's text
+            block.attn2.to_out[0].weight.zero_()
+            block.attn2.to_out[0].bias.zero_()
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 8, 4, 8, 8, generator=gen)
+        a, b = (torch.randn(1, 77, 32, generator=gen) for _ in range(2))
+        out_a, out_b = (unet(x, 500, encoder_hidden_states=h).sample for h in (a, b))
+    assert (float((out_a - out_b).abs().max()) > 1e-4) == up_cross_attention
+    assert list(unet.config.up_block_types) == ["CrossAttnUpBlock3D" if up_cross_attention else "UpBlock3D"]
+
+
 def test_other_settings_refuse_to_resume(fitted, tmp_path):
     from argen_ray.ard.miniature import MiniatureFit, MiniatureFitError
 

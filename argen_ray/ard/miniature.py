@@ -70,10 +70,12 @@ def build_miniature(fit):
     factor = 2 ** (len(fit.vae_channels) - 1)
     latent = fit.size // factor
     width = fit.channels[0]
+    levels = len(fit.channels)
+    text_levels = levels if fit.up_cross_attention else levels - 1  # up blocks reading the text
     unet = UNet3DConditionModel(
         sample_size=latent, in_channels=fit.latent_channels, out_channels=fit.latent_channels, layers_per_block=1, block_out_channels=tuple(fit.channels),
-        down_block_types=("CrossAttnDownBlock3D",) * (len(fit.channels) - 1) + ("DownBlock3D",),
-        up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * (len(fit.channels) - 1),
+        down_block_types=("CrossAttnDownBlock3D",) * (levels - 1) + ("DownBlock3D",),
+        up_block_types=("UpBlock3D",) * (levels - text_levels) + ("CrossAttnUpBlock3D",) * text_levels,
         cross_attention_dim=width, attention_head_dim=8, norm_num_groups=8)
     n = len(fit.vae_channels)
     vae = AutoencoderKL(

@@ -91,6 +91,10 @@ class FitConfig(Section):
     # One level (no downsampling of the 8x8 latents): half the modules of two levels, so a UNet call
     # costs ~30 ms on one thread (docs/generator.md); attention at 8x8 already sees the whole face.
     channels: list[int] = Field(default_factory=lambda: [32])  # UNet block widths
+    # Cross-attention to the prompt in the deepest level's up block too (CrossAttnUpBlock3D), where
+    # the skip connection joins: with one level, v5's and v6's only text path is the mid block, which
+    # the skip connection routes around, and their UNets barely read the text. Costs ~1.4x a UNet call.
+    up_cross_attention: bool = False
     vae_channels: list[int] = Field(default_factory=lambda: [16, 32, 32, 32])  # 4 levels: spatial factor 8
     latent_channels: int = Field(8, ge=1)   # VAE latent channels (= the UNet's in/out channels)
     vae_edge_weight: float = Field(0.5, ge=0)  # weight of the edge (image-gradient L1) term of the VAE loss
