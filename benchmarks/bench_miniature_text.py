@@ -7,7 +7,8 @@
    expressive clip noised to t = 200 ... 950; the mean squared error of the UNet's x0 of the
    window's last frame with the clip's own prompt, the empty prompt and another emotion's prompt.
    A model that reads the text is more accurate with its own prompt than with the others.
-3. Prompt swap: one reference frame per person, TI2V-Zero (T = 10, r = 0, `--w`) with each of the
+3. Prompt swap: one reference frame per person, TI2V-Zero (T = 10, r = 0, `--w`, `--window`,
+   `--condition-frames`) with each of the
    six expressive emotions' prompts and the same seed; the apex landmark offsets (dlib landmarks,
    translation removed, mean of the last 4 frames minus frame 0, pixels) are compared between
    prompts ("spread": mean distance to the person's mean offset, against the same for the real
@@ -15,6 +16,7 @@
    person ("nearest = prompt", chance 1/6).
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_miniature_text.py [--model FOLDER] [--w 9]
+        [--window 4] [--condition-frames K]
 """
 from __future__ import annotations
 
@@ -92,13 +94,14 @@ def apex_offset(frames: np.ndarray) -> np.ndarray | None:
     return (p[-4:].mean(0) - p[0]).ravel()
 
 
-def prompt_swap(pipe, fit, real: np.ndarray, emotions: list[str], people: int, w: float) -> dict:
+def prompt_swap(pipe, fit, real: np.ndarray, emotions: list[str], people: int, w: float,
+                condition_frames: int | None) -> dict:
     gen, ref = {}, {}
     for person in range(people):
         clips = [i for i in range(len(real)) if i // 7 == person]
         res = pipe([emotion_prompts(e)[0] for e in EXPRESSIVE], image=[real[clips[0], 0]] * 6,
                    num_frames=fit.clip_frames, num_inference_steps=10, guidance_scale=w, resample_steps=0,
-                   window_size=fit.window, height=fit.size, width=fit.size,
+                   window_size=fit.window, num_condition_frames=condition_frames, height=fit.size, width=fit.size,
                    generator=[torch.Generator().manual_seed(100 + person) for _ in EXPRESSIVE], output_type="uint8")
         for e, v in zip(EXPRESSIVE, res.frames):
             gen[(person, e)] = apex_offset(v)
@@ -130,10 +133,15 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=4, help="demo dataset people (seed 0)")
     parser.add_argument("--w", type=float, default=9.0, help="guidance of the prompt-swap clips")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--window", type=int, default=None,
+                        help="frames per UNet window of the prompt-swap clips (default: generator.fit.window)")
+    parser.add_argument("--condition-frames", type=int, default=None,
+                        help="K condition frames per window of the prompt-swap clips (default: window - 1)")
     parser.add_argument("--out", default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     fit = load_config(None, []).generator.fit
+    fit = fit.model_copy(update={"window": args.window or fit.window})
     pipe = TI2VZeroPipeline.from_pretrained(str(args.model or miniature_t2v_path()))
     pipe.set_progress_bar_config(disable=True)
     real, emotions, _ = real_clips(fit, args.identities, 0)
@@ -142,7 +150,7 @@ def main() -> None:
     results["denoising_error"] = denoising_error(pipe, real, emotions)
     for row in results["denoising_error"]:
         print(json.dumps(row), flush=True)
-    results["prompt_swap"] = prompt_swap(pipe, fit, real, emotions, args.identities, args.w)
+    results["prompt_swap"] = prompt_swap(pipe, fit, real, emotions, args.identities, args.w, args.condition_frames)
     print(json.dumps(results["prompt_swap"]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))

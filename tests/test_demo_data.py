@@ -368,3 +368,25 @@ def test_cli_writes_the_dataset_and_reports_bad_input(tmp_path, capsys):
     assert main(["demo-data", str(out), "--seed", "4", "--identities", "5", "--clips-per-identity", "3",
                  "--frames", "5", "--size", "48", "--min-test-clips", "0"]) == 2
     assert "other parameters (seed 3 there, 4 asked)" in capsys.readouterr().err
+
+
+def test_sway_scale_zero_holds_the_head_at_the_clips_pose_and_one_is_the_dataset():
+    """synthesize_clip(sway_scale=0): the head keeps the clip's pose over the clip (what the
+    miniature's `head_sway: 0` training clips show), the same pose draw as the default; the default
+    is the dataset's sway."""
+    from argen_ray.data.demo.clips import ClipPlan, make_identities, synthesize_clip
+
+    plan = ClipPlan(clip_id=5, identity=0, emotion="neutral", fold=0)
+    person = make_identities(3, 1)[0]
+    default, still, one = (synthesize_clip(plan, person, 3, 8, 48, *scale) for scale in ((), (0.0,), (1.0,)))
+    assert np.array_equal(default.frames, one.frames)
+
+    def pose_path(clip) -> float:  # how far the landmarks' centre and spread wander over the clip
+        centre = clip.landmarks.mean(axis=1)
+        spread = clip.landmarks.std(axis=1).mean(axis=1)
+        return float(np.ptp(centre, axis=0).max() + np.ptp(spread))
+
+    assert pose_path(default) > 0.3
+    assert pose_path(still) < 0.25 * pose_path(default)
+    # the clip's own pose (its offset from the frame centre) is kept, only the sway goes
+    assert np.abs(still.landmarks[0].mean(axis=0) - default.landmarks.mean(axis=(0, 1))).max() < 1.5

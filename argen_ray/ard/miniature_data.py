@@ -82,8 +82,9 @@ class ClipPool:
     @classmethod
     def load_or_render(cls, fit, cache: Path, progress: bool = True) -> "ClipPool":
         """The pool of `fit`, read from `cache` (an .npz the first call writes) when it is there."""
-        key = json.dumps({k: getattr(fit, k) for k in ("identity_seed", "num_identities", "clips_per_emotion",
-                                                        "clip_frames", "size")}, sort_keys=True)
+        fields = ("identity_seed", "num_identities", "clips_per_emotion", "clip_frames", "size") + (
+            ("head_sway",) if fit.head_sway != 1.0 else ())  # caches written before the setting stay valid
+        key = json.dumps({k: getattr(fit, k) for k in fields}, sort_keys=True)
         if cache.is_file():
             with np.load(cache) as stored:
                 if str(stored["key"]) == key:
@@ -107,7 +108,7 @@ class ClipPool:
         frames = np.empty((len(plans), fit.clip_frames, fit.size, fit.size, 3), np.uint8)
         for n, plan in enumerate(tqdm(plans, desc="render training clips", disable=not progress)):
             frames[n] = synthesize_clip(plan, identities[plan.identity], fit.identity_seed, fit.clip_frames,
-                                        fit.size).frames
+                                        fit.size, fit.head_sway).frames
         return cls.of(fit, frames)
 
     @classmethod

@@ -72,6 +72,9 @@ class FitConfig(Section):
     train_text_encoder: bool = True
     text_token_std: float | None = Field(None, gt=0)
     clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
+    # The training clips' head sway, as a share of the demo renderer's (0: still heads at each clip's
+    # pose). The sway is most of a clip's latent motion and the prompt cannot say where it goes.
+    head_sway: float = Field(1.0, ge=0)
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
     vae_steps: int = Field(1000, ge=0)
     # 2,500 UNet steps: generated faces 0.73 of frames, lost along the clip; 8,000: 0.955, the VAE's
@@ -92,7 +95,7 @@ class FitConfig(Section):
     # costs ~30 ms on one thread (docs/generator.md); attention at 8x8 already sees the whole face.
     channels: list[int] = Field(default_factory=lambda: [32])  # UNet block widths
     # Cross-attention to the prompt in the deepest level's up block too (CrossAttnUpBlock3D), where
-    # the skip connection joins: with one level, v5's and v6's only text path is the mid block, which
+    # the skip connection joins: with one level, v5's only text path is the mid block, which
     # the skip connection routes around, and their UNets barely read the text. Costs ~1.4x a UNet call.
     up_cross_attention: bool = False
     vae_channels: list[int] = Field(default_factory=lambda: [16, 32, 32, 32])  # 4 levels: spatial factor 8

@@ -89,13 +89,15 @@ def plan_clips(seed: int, num_identities: int, clips_per_identity: int, min_test
     return plans
 
 
-def _head_poses(rng: np.random.Generator, frames: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per frame: centre (F, 2) pixels, IOD (F,) pixels, roll (F,) radians — a slow small sway."""
+def _head_poses(rng: np.random.Generator, frames: int, size: int, sway_scale: float = 1.0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: centre (F, 2) pixels, IOD (F,) pixels, roll (F,) radians — a slow small sway
+    (its amplitude times `sway_scale`; the draws are the same at any scale)."""
     t = np.arange(frames) / max(frames - 1, 1)
 
     def sway(amplitude: float) -> np.ndarray:
         cycles, phase = rng.uniform(0.3, 0.9), rng.uniform(0, 2 * np.pi)
-        return amplitude * np.sin(2 * np.pi * cycles * t + phase)
+        return sway_scale * amplitude * np.sin(2 * np.pi * cycles * t + phase)
 
     centre0 = np.array([0.5, EYE_LINE]) * size + rng.normal(0.0, 0.015 * size, 2)
     centre = centre0 + np.stack([sway(0.012 * size), sway(0.01 * size)], axis=1)
@@ -109,11 +111,13 @@ def clip_timeline(plan: ClipPlan, seed: int, frames: int) -> AUTimeline:
     return sample_au_timeline(np.random.default_rng([seed, _TIMELINE, plan.clip_id]), plan.emotion, frames)
 
 
-def synthesize_clip(plan: ClipPlan, identity: Identity, seed: int, frames: int, size: int) -> Clip:
-    """Render one clip: AU timeline -> landmarks (template + AU displacement + head pose) -> frames."""
+def synthesize_clip(plan: ClipPlan, identity: Identity, seed: int, frames: int, size: int,
+                    sway_scale: float = 1.0) -> Clip:
+    """Render one clip: AU timeline -> landmarks (template + AU displacement + head pose) -> frames.
+    `sway_scale` scales the head's sway over the clip (0: a still head at the clip's pose)."""
     timeline = clip_timeline(plan, seed, frames)
     rng = np.random.default_rng([seed, _POSE, plan.clip_id])
-    centre, iod, roll = _head_poses(rng, frames, size)
+    centre, iod, roll = _head_poses(rng, frames, size, sway_scale)
     gaze = rng.normal(0.0, 0.04, 2) + rng.normal(0.0, 0.01, (frames, 2))
     images = np.empty((frames, size, size, 3), np.uint8)
     landmarks = np.empty((frames, 68, 2))
