@@ -73,7 +73,8 @@ class FitConfig(Section):
     text_token_std: float | None = Field(None, gt=0)
     clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
     # The training clips' head sway, as a share of the demo renderer's (0: still heads at each clip's
-    # pose). The sway is most of a clip's latent motion and the prompt cannot say where it goes.
+    # pose). The sway is most of a clip's latent motion, which the prompt cannot predict; still heads
+    # did not make the UNet read the prompt better than the demo's sway (docs/generator.md).
     head_sway: float = Field(1.0, ge=0)
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
     vae_steps: int = Field(1000, ge=0)
@@ -96,7 +97,8 @@ class FitConfig(Section):
     channels: list[int] = Field(default_factory=lambda: [32])  # UNet block widths
     # Cross-attention to the prompt in the deepest level's up block too (CrossAttnUpBlock3D), where
     # the skip connection joins: with one level, v5's only text path is the mid block, which
-    # the skip connection routes around, and their UNets barely read the text. Costs ~1.4x a UNet call.
+    # the skip connection routes around. Costs ~1.4x a UNet call at sampling, ~2x per training step;
+    # measured without gain by UNet step 2,500 (docs/generator.md, "More training reads the emotion").
     up_cross_attention: bool = False
     vae_channels: list[int] = Field(default_factory=lambda: [16, 32, 32, 32])  # 4 levels: spatial factor 8
     latent_channels: int = Field(8, ge=1)   # VAE latent channels (= the UNet's in/out channels)
