@@ -184,13 +184,16 @@ def _validity_section(report: Report, val: dict) -> None:
     rows = []
     for k, e in val["classes"].items():
         rows.append([k, e["generated_clips"], e["real_clips"], _fmt(e["generated_apex_displacement"]),
-                     _fmt(e["real_apex_displacement"]), _fmt(e["motion_ratio"]), _fmt(e.get("fvd")),
+                     _fmt(e["real_apex_displacement"]), _fmt(e["motion_ratio"]), _fmt(e.get("face_presence")),
+                     _fmt(e.get("real_face_presence")), _fmt(e.get("fvd")),
                      _fmt((e.get("separability") or {}).get("auc"))])
     report.table(["class", "generated", "real (train)", "apex displacement gen", "apex displacement real",
-                  "motion ratio", "FVD (class vs class)", "separability AUC"], rows)
+                  "motion ratio", "face presence gen", "face presence real", "FVD (class vs class)",
+                  "separability AUC"], rows)
     sep = val["separability"]
     report.paragraph(f"Motion ratio: median apex landmark displacement from frame 0 (IOD units, head pose removed), "
-                     f"generated / real; both measured with {val['landmarks']}. Separability: ROC AUC of a "
+                     f"generated / real; both measured with {val['landmarks']}. Face presence: share of frames in which "
+                     f"the reward's face detector finds a face. Separability: ROC AUC of a "
                      f"cross-validated logistic regression on motion and texture statistics telling generated from "
                      f"real clips (0.5 = indistinguishable); pooled over classes {_fmt(sep.get('auc'))}"
                      + (f", strongest features {sep['top_features']}" if sep.get("top_features") else "") + ".",

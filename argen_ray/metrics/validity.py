@@ -6,6 +6,8 @@ Per class, generated clips against the real training clips of the same class:
   clips. Both sides are measured the same way: dlib's 68 landmarks on every decoded frame,
   head pose removed (`argen_ray.data.dynamics`);
 - FVD of the class's generated clips against the class's real clips (I3D, `metrics.fvd`);
+- face presence: the share of frames in which the reward's face detector (`reward.face_detector`,
+  Haar by default; R_f's) finds a face, generated and real;
 - separability: a cross-validated logistic regression on simple motion and texture statistics
   (the dynamics' scalars: onset, apex, hold, apex displacement, frame-to-frame change, head
   motion, sensor noise, sharpness) telling generated from real; its ROC AUC, pooled over the
@@ -100,6 +102,26 @@ def _summary(clips: Sequence[ClipDynamics]) -> dict:
     return {k: v["median"] for k, v in summarize(clips).items()} if clips else {}
 
 
+def face_presence(records: Sequence["ClipRecord"], reward_cfg, progress: bool = False,
+                  desc: str = "face presence") -> dict[str, float]:
+    """{class: share of its clips' frames in which the reward's face detector finds a face}.
+    Unreadable clips are left out (the dynamics report them as skipped)."""
+    from tqdm.auto import tqdm
+
+    from argen_ray.ard.rewards import FACE_DETECTORS, gray_frames
+    from argen_ray.data.video import VideoReadError, read_video
+
+    detector = FACE_DETECTORS[reward_cfg.face_detector](reward_cfg)
+    found: dict[str, list[float]] = {}
+    for record in tqdm(list(records), desc=desc, unit="clip", disable=not progress):
+        try:
+            frames = read_video(record.source)
+        except VideoReadError:
+            continue
+        found.setdefault(EMOTIONS[record.label], []).extend(detector.probabilities(frames, gray_frames(frames)))
+    return {k: round(float(np.mean(v)), 4) for k, v in sorted(found.items())}
+
+
 def per_class_fvd(real: Sequence["ClipRecord"], generated: Sequence["ClipRecord"], progress: bool = False,
                   cache_dir: str | os.PathLike | None = None) -> dict:
     """{class: FVD of its generated clips against its real clips} (None where a side has < 2).
@@ -131,6 +153,10 @@ def validity_metrics(cfg: "Config", dataset: "Dataset", generated: "list[ClipRec
     real, real_skipped = measure_records(real_records, tracked_record_landmarks, progress, "real clip dynamics")
     gen, gen_skipped = measure_records(generated, tracked_record_landmarks, progress, "generated clip dynamics")
     result = motion_and_separability(real, gen)
+    faces = {side: face_presence(records, cfg.reward, progress, f"{side} face presence")
+             for side, records in (("generated", generated), ("real", real_records))}
+    for k, entry in result["classes"].items():
+        entry["face_presence"], entry["real_face_presence"] = faces["generated"].get(k), faces["real"].get(k)
     if before_fvd is not None:
         before_fvd()
     fvd_values = per_class_fvd(real_records, generated, progress, cfg.path("metrics", I3D_CACHE)) if fvd else {}
@@ -149,7 +175,9 @@ def validity_lines(result: dict) -> list[str]:
     for k, e in result["classes"].items():
         ratio, auc, fvd = e["motion_ratio"], (e.get("separability") or {}).get("auc"), e.get("fvd")
         lines.append(f"{k}: motion ratio {_num(ratio, '.2f')} ({e['generated_clips']} generated / "
-                     f"{e['real_clips']} real), FVD {_num(fvd, '.1f')}, separability AUC {_num(auc, '.2f')}")
+                     f"{e['real_clips']} real), face presence {_num(e.get('face_presence'), '.3f')} (real "
+                     f"{_num(e.get('real_face_presence'), '.3f')}), FVD {_num(fvd, '.1f')}, separability AUC "
+                     f"{_num(auc, '.2f')}")
     pooled = result["separability"].get("auc")
     lines.append(f"pooled separability AUC (generated vs real, cross-validated logistic regression): "
                  f"{_num(pooled, '.2f')}")
@@ -160,4 +188,4 @@ def _num(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-__all__ = ["motion_and_separability", "per_class_fvd", "separability_auc", "validity_lines", "validity_metrics"]
+__all__ = ["face_presence", "motion_and_separability", "per_class_fvd", "separability_auc", "validity_lines", "validity_metrics"]
