@@ -194,12 +194,13 @@ def test_more_vae_steps_continue_the_vae_until_the_unet_phase_begins(tmp_path):
 
 
 def test_a_frozen_text_encoder_keeps_its_random_function_and_tells_prompts_apart(tmp_path):
-    """generator.fit.train_text_encoder: false: the UNet trains, the text encoder (token embeddings
-    drawn with text_token_std) stays the function it was built as, in the saved model too; the VAE
-    and UNet start from the same initialisation as a default fit's."""
+    """generator.fit.train_text_encoder: false (the default): the UNet trains, the text encoder
+    (token embeddings drawn with text_token_std) stays the function it was built as, in the saved
+    model too; the VAE and UNet start from the same initialisation as a trained-encoder fit's (v5),
+    whose encoder does learn."""
     from transformers import CLIPTextModel
 
-    from argen_ray.ard.miniature import MiniatureFit, build_miniature
+    from argen_ray.ard.miniature import MiniatureFit
     from argen_ray.ard.miniature_data import emotion_prompts
 
     settings = {"vae_steps": 2, "unet_steps": 3, "vae_identities": None}
@@ -207,8 +208,9 @@ def test_a_frozen_text_encoder_keeps_its_random_function_and_tells_prompts_apart
                           out_dir=tmp_path / "frozen", progress=False)
     built = {k: v.clone() for k, v in fitter.pipe.text_encoder.state_dict().items()}
     unet0 = {k: v.clone() for k, v in fitter.pipe.unet.state_dict().items()}
-    default = build_miniature(fit_config(**settings))
-    for a, b in ((fitter.pipe.unet, default.unet), (fitter.pipe.vae, default.vae)):
+    trained = MiniatureFit(fit_config(train_text_encoder=True, text_token_std=None, **settings),
+                           out_dir=tmp_path / "trained", progress=False)
+    for a, b in ((fitter.pipe.unet, trained.pipe.unet), (fitter.pipe.vae, trained.pipe.vae)):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     embedding = fitter.pipe.text_encoder.get_input_embeddings().weight
     assert 0.8 < float(embedding.std()) < 1.2
@@ -217,6 +219,9 @@ def test_a_frozen_text_encoder_keeps_its_random_function_and_tells_prompts_apart
     saved = CLIPTextModel.from_pretrained(tmp_path / "frozen" / "text_encoder").state_dict()
     assert all(torch.equal(built[k], saved[k]) for k in built)
     assert any(not torch.equal(unet0[k], v) for k, v in fitter.ema_unet.state_dict().items())
+    text0 = {k: v.clone() for k, v in trained.ema_text.state_dict().items()}
+    trained.run()
+    assert any(not torch.equal(text0[k], v) for k, v in trained.ema_text.state_dict().items())
 
     def states(prompt: str) -> torch.Tensor:
         ids = fitter.pipe.tokenizer([prompt], padding="max_length", max_length=77, truncation=True,
@@ -284,7 +289,7 @@ def test_training_clips_cover_every_emotion_on_people_outside_the_demo_dataset()
     for per_clip in (True, False):
         assert pool.prompt(pool.emotions.index("neutral"), rng, per_clip) == calm
         assert pool.prompt(pool.emotions.index("fear"), rng, per_clip).startswith("The person's face shows fear: ")
-    # "emotion" prompts: one knowledge-base description at its default intensities (the shipped v5's, as v3's).
+    # "emotion" prompts: one knowledge-base description at its default intensities (the shipped v6's, as v3's and v5's).
     assert pool.prompt(pool.emotions.index("disgust"), rng, False) in emotion_prompts("disgust")
 
 

@@ -51,7 +51,7 @@ class FitConfig(Section):
     docs/generator.md "The miniature"). Defaults are the shipped model's recorded settings."""
 
     seed: int = 0
-    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v5
+    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v6
     # 64 px: Haar finds a face in 91 % of real demo frames at 64 px, 12 % at 32 px (docs/generator.md).
     size: int = Field(64, ge=32)     # pixels per side (the renderer draws >= 32)
     # 4-frame windows: a UNet call on 4 frames costs ~60 % of one on 8, and a clip is 15 windows x T calls.
@@ -59,18 +59,19 @@ class FitConfig(Section):
     clip_frames: int = Field(16, ge=2)
     num_identities: int = Field(80, ge=2)   # rendered people of the UNet's clips, none of them the demo dataset's
     # The VAE's single frames: null = the UNet's clips (v3); N = 4-frame clips of N people (the first
-    # num_identities the UNet's). 400 people at 1000 steps (the shipped v5): faces in 0.98 of the demo
+    # num_identities the UNet's). 400 people at 1000 steps (v5 and v6): faces in 0.98 of the demo
     # people's round-tripped frames (v3's 40 people: 0.94), worse on another set (docs/generator.md).
     vae_identities: int | None = Field(400, ge=2)
     # UNet prompts: "emotion" = one knowledge-base record at its default intensities, whatever the clip
-    # shows (the shipped v3 and v5); "clip" = ASI's two-record composition adapted to the clip's AU vector,
+    # shows (v3, v5 and the shipped v6); "clip" = ASI's two-record composition adapted to the clip's AU vector,
     # so the text says how strongly the clip shows each AU (what guidance can amplify).
     prompts: Literal["emotion", "clip"] = "emotion"
-    # The text encoder: trained with the UNet (v5), or a frozen random function (`false`) whose token
-    # embeddings are drawn with std `text_token_std` (null: CLIP's 0.02). v5's trained encoder collapsed
-    # every prompt to nearly the same states and its UNet ignores the text (docs/generator.md).
-    train_text_encoder: bool = True
-    text_token_std: float | None = Field(None, gt=0)
+    # The text encoder: a frozen random function (`false`, the shipped v6) whose token embeddings are
+    # drawn with std `text_token_std` (null: CLIP's 0.02), or trained with the UNet (v5). v5's trained
+    # encoder collapsed every prompt to nearly the same states and its UNet ignored the text; std 1
+    # keeps the emotion words far apart (docs/generator.md).
+    train_text_encoder: bool = False
+    text_token_std: float | None = Field(1.0, gt=0)
     clips_per_emotion: int = Field(1, ge=1)  # per identity and emotion
     # The training clips' head sway, as a share of the demo renderer's (0: still heads at each clip's
     # pose). The sway is most of a clip's latent motion, which the prompt cannot predict; still heads
@@ -79,8 +80,9 @@ class FitConfig(Section):
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
     vae_steps: int = Field(1000, ge=0)
     # 2,500 UNet steps: generated faces 0.73 of frames, lost along the clip; 8,000: 0.955, the VAE's
-    # ceiling (docs/generator.md, "Where generated faces are lost").
-    unet_steps: int = Field(8000, ge=0)
+    # ceiling (v5). With the frozen encoder the prompt is read from ~10,000 steps on: at 8,000 a prompt
+    # swap moves a clip 1.9 px, at 10,500 5.4 px (docs/generator.md, "More training reads the emotion").
+    unet_steps: int = Field(10500, ge=0)
     batch_size: int = Field(8, ge=1)
     vae_lr: float = Field(1e-3, gt=0)
     lr: float = Field(1e-3, gt=0)
