@@ -156,4 +156,5 @@ def test_i3d_feature_cache_reuses_clips_and_recomputes_a_changed_one(tmp_path):
     assert model.calls == 4 and np.array_equal(changed[[0, 2]], first[[0, 2]]) and not np.allclose(changed[1], first[1])
     # A path given twice in one call is computed once and gets the same row twice.
     twice = i3d_features([paths[0], paths[0]], model=model, progress=False, cache_dir=tmp_path / "cache2")
-    assert model.calls == 5 and np.array_equal(twice[0], twice[1]) and np.array_equal(twice[0], first[0])
+    # (equal to the batched call's row up to float rounding: BLAS sums a batch of 2 and of 3 differently)
+    assert model.calls == 5 and np.array_equal(twice[0], twice[1]) and np.allclose(twice[0], first[0], rtol=1e-5, atol=1e-6)
