@@ -80,8 +80,8 @@ class FitConfig(Section):
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
     vae_steps: int = Field(1000, ge=0)
     # 2,500 UNet steps: generated faces 0.73 of frames, lost along the clip; 8,000: 0.955, the VAE's
-    # ceiling (v5). With the frozen encoder the prompt is read from ~10,000 steps on: at 8,000 a prompt
-    # swap moves a clip 1.9 px, at 10,500 5.4 px (docs/generator.md, "More training reads the emotion").
+    # ceiling (v5). With the frozen encoder the prompt is read later: a prompt swap moves a clip 1.9 px
+    # at 8,000 steps, 4.5 px at 10,500 (v6; docs/generator.md, "v6 (shipped)").
     unet_steps: int = Field(10500, ge=0)
     batch_size: int = Field(8, ge=1)
     vae_lr: float = Field(1e-3, gt=0)
