@@ -20,7 +20,7 @@ TINY_VERSION = "v1"
 TINY_MODEL_NAME = f"tiny-t2v-{TINY_VERSION}"
 TINY_SEED = 0
 # The fitted miniature (argen_ray/ard/miniature.py); bump when its architecture changes.
-MINIATURE_MODEL_NAME = "miniature-t2v-v6"
+MINIATURE_MODEL_NAME = "miniature-t2v-v7"
 
 # Whole-word tokens for the tiny CLIP tokenizer, so ASI prompts fit into 77 tokens; any other
 # word falls back to single characters, which are always in the vocabulary.

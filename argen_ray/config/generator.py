@@ -51,7 +51,7 @@ class FitConfig(Section):
     docs/generator.md "The miniature"). Defaults are the shipped model's recorded settings."""
 
     seed: int = 0
-    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v6
+    out: str | None = None           # model folder; default $ARGEN_RAY_CACHE/miniature-t2v-v7
     # 64 px: Haar finds a face in 91 % of real demo frames at 64 px, 12 % at 32 px (docs/generator.md).
     size: int = Field(64, ge=32)     # pixels per side (the renderer draws >= 32)
     # 4-frame windows: a UNet call on 4 frames costs ~60 % of one on 8, and a clip is 15 windows x T calls.
@@ -63,10 +63,10 @@ class FitConfig(Section):
     # people's round-tripped frames (v3's 40 people: 0.94), worse on another set (docs/generator.md).
     vae_identities: int | None = Field(400, ge=2)
     # UNet prompts: "emotion" = one knowledge-base record at its default intensities, whatever the clip
-    # shows (v3, v5 and the shipped v6); "clip" = ASI's two-record composition adapted to the clip's AU vector,
+    # shows (v3, v5, v6 and the shipped v7); "clip" = ASI's two-record composition adapted to the clip's AU vector,
     # so the text says how strongly the clip shows each AU (what guidance can amplify).
     prompts: Literal["emotion", "clip"] = "emotion"
-    # The text encoder: a frozen random function (`false`, the shipped v6) whose token embeddings are
+    # The text encoder: a frozen random function (`false`, v6 and the shipped v7) whose token embeddings are
     # drawn with std `text_token_std` (null: CLIP's 0.02), or trained with the UNet (v5). v5's trained
     # encoder collapsed every prompt to nearly the same states and its UNet ignored the text; std 1
     # keeps the emotion words far apart (docs/generator.md).
@@ -78,7 +78,10 @@ class FitConfig(Section):
     # did not make the UNet read the prompt better than the demo's sway (docs/generator.md).
     head_sway: float = Field(1.0, ge=0)
     identity_seed: int = 7919        # identities drawn from this seed (the demo dataset's are seed-0 ones)
-    vae_steps: int = Field(1000, ge=0)
+    # 1,000 VAE steps (v5, v6): the recognizer reads 9 of 29 surprise test clips after the VAE's round
+    # trip (27 of 29 before); 5,000 (v7): 25 of 29, since it reads detail a blurry decode loses
+    # (docs/generator.md, "v7 (shipped)").
+    vae_steps: int = Field(5000, ge=0)
     # 2,500 UNet steps: generated faces 0.73 of frames, lost along the clip; 8,000: 0.955, the VAE's
     # ceiling (v5). With the frozen encoder the prompt is read later: a prompt swap moves a clip 1.9 px
     # at 8,000 steps, 4.5 px at 10,500 (v6; docs/generator.md, "v6 (shipped)").
