@@ -84,7 +84,7 @@ class FitConfig(Section):
     vae_steps: int = Field(5000, ge=0)
     # 2,500 UNet steps: generated faces 0.73 of frames, lost along the clip; 8,000: 0.955, the VAE's
     # ceiling (v5). With the frozen encoder the prompt is read later: a prompt swap moves a clip 1.9 px
-    # at 8,000 steps, 4.5 px at 10,500 (v6; docs/generator.md, "v6 (shipped)").
+    # at 8,000 steps, 4.5 px at 10,500 (v6; docs/generator.md, "v6 (shipped until v7)").
     unet_steps: int = Field(10500, ge=0)
     batch_size: int = Field(8, ge=1)
     vae_lr: float = Field(1e-3, gt=0)
