@@ -417,3 +417,27 @@ def test_without_a_local_fit_the_name_resolves_to_the_shipped_weights_of_the_def
     assert {k: v for k, v in {**defaults, **record["config"]}.items() if k not in ignored} == \
         {k: v for k, v in defaults.items() if k not in ignored}
     assert record["steps"] == defaults["vae_steps"] + defaults["unet_steps"] + defaults["decoder_steps"]
+
+
+def test_a_cached_copy_of_other_shipped_weights_is_replaced_and_a_local_fit_is_kept(tmp_path, monkeypatch):
+    """Weights shipped under the same name as an older cached copy of shipped weights are copied
+    anew (a run never loads the stale copy); a folder the user fitted there (no marker) is kept."""
+    from argen_ray.ard.tiny_models import SHIPPED_MARKER, miniature_t2v_path
+
+    shipped = Path(__file__).resolve().parents[1] / "argen_ray" / "assets" / "miniature"
+    weights = Path("unet") / "diffusion_pytorch_model.safetensors"
+    monkeypatch.setenv("ARGEN_RAY_CACHE", str(tmp_path))
+    folder = miniature_t2v_path()
+    # an older release's copy: other bytes, other signature
+    (folder / weights).write_bytes(b"older weights")
+    (folder / SHIPPED_MARKER).write_text("signature of older shipped weights")
+    assert miniature_t2v_path() == folder
+    assert (folder / weights).read_bytes() == (shipped / weights).read_bytes()
+    assert not list(tmp_path.glob(".*stale*"))
+    # the current copy is reused as it is
+    stamp = (folder / SHIPPED_MARKER).stat().st_mtime_ns
+    assert miniature_t2v_path() == folder and (folder / SHIPPED_MARKER).stat().st_mtime_ns == stamp
+    # a local fit at that path carries no marker: never replaced
+    (folder / SHIPPED_MARKER).unlink()
+    (folder / weights).write_bytes(b"my own fit")
+    assert miniature_t2v_path() == folder and (folder / weights).read_bytes() == b"my own fit"

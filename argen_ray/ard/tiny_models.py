@@ -10,6 +10,7 @@ atomically (temporary folder + rename), and reused afterwards.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -21,6 +22,8 @@ TINY_MODEL_NAME = f"tiny-t2v-{TINY_VERSION}"
 TINY_SEED = 0
 # The fitted miniature (argen_ray/ard/miniature.py); bump when its architecture changes.
 MINIATURE_MODEL_NAME = "miniature-t2v-v7"
+# Written into a cached copy of the shipped weights: their signature, so changed weights are copied anew.
+SHIPPED_MARKER = ".shipped-weights"
 
 # Whole-word tokens for the tiny CLIP tokenizer, so ASI prompts fit into 77 tokens; any other
 # word falls back to single characters, which are always in the vocabulary.
@@ -76,7 +79,32 @@ def miniature_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
     shipped = Path(__file__).resolve().parent.parent / "assets" / "miniature"
     if not (shipped / "model_index.json").is_file():
         return target
-    return _materialize(target, lambda folder: shutil.copytree(shipped, folder, dirs_exist_ok=True))
+    signature = _folder_signature(shipped)
+    marker = target / SHIPPED_MARKER
+    if marker.is_file() and marker.read_text() != signature:
+        # A copy of other shipped weights under this name (weights replaced without a new name):
+        # moved aside and copied again, so a run never loads stale weights. A local fit (no marker)
+        # is never touched.
+        stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
+        try:
+            os.rename(target, stale)
+        except OSError:
+            pass  # another process moved it first
+        shutil.rmtree(stale, ignore_errors=True)
+
+    def copy(folder: Path) -> None:
+        shutil.copytree(shipped, folder, dirs_exist_ok=True)
+        (folder / SHIPPED_MARKER).write_text(signature)
+
+    return _materialize(target, copy)
+
+
+def _folder_signature(folder: Path) -> str:
+    """sha256 over every file's relative path and bytes (the shipped weights: 2.9 MB)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 # Named text-to-video models (`generator.model: <name>`), each a function returning its local
