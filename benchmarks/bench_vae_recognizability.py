@@ -57,7 +57,8 @@ def main() -> None:
     cfg = cfg.model_copy(update={"run_dir": str(run)})  # the run's own dataset, wherever the run was made
     size = cfg.generator.height
     scarce = cfg.data.scarce_classes
-    pipe = TI2VZeroPipeline.from_pretrained(str(args.model or miniature_t2v_path()))
+    folder = str(args.model or miniature_t2v_path())
+    pipe = TI2VZeroPipeline.from_pretrained(folder)
     scorer = RewardScorer(cfg.reward.model_copy(update={"w_e": 0.0}), 25)
     sigmas = [float(s) for s in args.blur.split(",") if s]
     hits: dict[str, Counter] = {}
@@ -91,7 +92,7 @@ def main() -> None:
                     if name == "real_64":
                         totals[EMOTIONS[t]] += 1
             print(f"fold {fold} seed {seed}: {len(test)} scarce test clips", flush=True)
-    result = {"run": str(run), "model": str(args.model or miniature_t2v_path()), "pairs": pairs, "clips": dict(totals),
+    result = {"run": str(run), "model": folder, "pairs": pairs, "clips": dict(totals),
               "recall": {name: {c: {"recognized": h[c], "clips": totals[c], "recall": h[c] / totals[c]} for c in totals}
                          for name, h in hits.items()},
               **{k: float(np.mean(v)) for k, v in frames_stats.items()}}

@@ -88,8 +88,8 @@ def miniature_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
         stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
         try:
             os.rename(target, stale)
-        except OSError:
-            pass  # another process moved it first
+        except FileNotFoundError:
+            pass  # another process moved it first; any other failure must not leave the stale copy in use
         shutil.rmtree(stale, ignore_errors=True)
 
     def copy(folder: Path) -> None:
