@@ -441,3 +441,17 @@ def test_a_cached_copy_of_other_shipped_weights_is_replaced_and_a_local_fit_is_k
     (folder / SHIPPED_MARKER).unlink()
     (folder / weights).write_bytes(b"my own fit")
     assert miniature_t2v_path() == folder and (folder / weights).read_bytes() == b"my own fit"
+
+
+def test_the_weights_signature_follows_the_files_within_one_process(tmp_path):
+    """The signature is computed once per state of the files, so a weights file rewritten under a
+    running process (an upgrade in place) still gets a new signature, and its old copy is replaced."""
+    from argen_ray.ard.tiny_models import _folder_signature
+
+    (tmp_path / "unet").mkdir()
+    weights = tmp_path / "unet" / "weights.bin"
+    weights.write_bytes(b"release 1")
+    first = _folder_signature(tmp_path)
+    assert _folder_signature(tmp_path) == first
+    weights.write_bytes(b"release 2.0")
+    assert _folder_signature(tmp_path) != first

@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 # Bump when the architecture or the weights' seed change: a new folder is built beside the old.
@@ -100,10 +101,19 @@ def miniature_t2v_path(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def _folder_signature(folder: Path) -> str:
-    """sha256 over every file's relative path and bytes (the shipped weights: 2.9 MB)."""
+    """sha256 over every file's relative path and bytes (the shipped weights: 2.9 MB). Hashed once
+    per process for each state of the files (names, sizes, mtimes): the config resolves the model
+    path at every load, and the installed package does not change under a running process."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    stats = tuple((p.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()])
+    return _hash_files(folder, stats)
+
+
+@lru_cache(maxsize=4)
+def _hash_files(folder: Path, stats: tuple) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    for name, _, _ in stats:
+        digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
     return digest.hexdigest()
 
 
