@@ -455,3 +455,12 @@ def test_the_weights_signature_follows_the_files_within_one_process(tmp_path):
     assert _folder_signature(tmp_path) == first
     weights.write_bytes(b"release 2.0")
     assert _folder_signature(tmp_path) != first
+
+
+def test_a_fit_by_default_writes_where_the_name_resolves_without_copying_the_shipped_weights_first(tmp_path, monkeypatch):
+    from argen_ray.ard.miniature import MiniatureFit
+
+    monkeypatch.setenv("ARGEN_RAY_CACHE", str(tmp_path))
+    fitter = MiniatureFit(fit_config(), progress=False)
+    assert fitter.out_dir == tmp_path / MINIATURE_MODEL_NAME
+    assert not fitter.out_dir.exists()

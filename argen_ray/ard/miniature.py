@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from argen_ray.ard.miniature_data import ClipPool, frame_pool_settings, prompt_words, training_window
-from argen_ray.ard.tiny_models import SCHEDULER_CONFIG, _tiny_tokenizer, miniature_t2v_path
+from argen_ray.ard.tiny_models import MINIATURE_MODEL_NAME, SCHEDULER_CONFIG, _tiny_tokenizer, cache_root
 from argen_ray.errors import ArgenError
 from argen_ray.io import atomic_path, atomic_write_json
 
@@ -129,7 +129,9 @@ class MiniatureFit:
     def __init__(self, fit, out_dir: str | os.PathLike | None = None, work_dir: str | os.PathLike | None = None,
                  tracking=None, progress: bool = True):
         self.fit = fit
-        self.out_dir = Path(out_dir or fit.out or miniature_t2v_path())
+        # where `generator.model: miniature` looks (not resolved through it: that would copy the
+        # shipped weights there first, only for the fit to replace them)
+        self.out_dir = Path(out_dir or fit.out or cache_root() / MINIATURE_MODEL_NAME)
         self.work_dir = Path(work_dir or self.out_dir.with_name(self.out_dir.name + ".work"))
         self.tracking = tracking        # the root Config when MLflow logging is wanted, else None
         self.progress = progress

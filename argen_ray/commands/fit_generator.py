@@ -2,13 +2,14 @@
 
 Settings come from the config's `generator.fit` section (flags override them). The model is
 saved with `save_pretrained` in the ModelScope folder layout to `generator.fit.out` (default
-`$ARGEN_RAY_CACHE/miniature-t2v-v6`, where `generator.model: miniature` finds it); checkpoints
+`$ARGEN_RAY_CACHE/miniature-t2v-vN`, N = the shipped version, where `generator.model: miniature` finds it); checkpoints
 and sample GIFs go to `<out>.work/`, and a rerun resumes from the last checkpoint.
 """
 from __future__ import annotations
 
 import argparse
 
+from argen_ray.ard.tiny_models import MINIATURE_MODEL_NAME
 from argen_ray.commands import add_config_arguments, config_from_args
 
 # flag -> FitConfig field
@@ -18,7 +19,7 @@ _FLAGS = {"out": "out", "seed": "seed", "vae_steps": "vae_steps", "unet_steps": 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--out", help="model folder (default: generator.fit.out, else $ARGEN_RAY_CACHE/miniature-t2v-v6)")
+    parser.add_argument("--out", help=f"model folder (default: generator.fit.out, else $ARGEN_RAY_CACHE/{MINIATURE_MODEL_NAME})")
     parser.add_argument("--work-dir", help="checkpoints and sample GIFs (default: <out>.work)")
     parser.add_argument("--seed", type=int, help="weights and sampling seed (default: generator.fit.seed)")
     parser.add_argument("--vae-steps", type=int, help="VAE optimisation steps (default: generator.fit.vae_steps)")
