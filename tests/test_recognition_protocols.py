@@ -72,6 +72,15 @@ def test_only_the_training_set_changes_and_units_resume(tmp_path, dfew):
     assert {p: p.stat().st_mtime_ns for p in rec.glob("checkpoints/*.pt")} == stamps
     assert len(read_jsonl(rec / "results.jsonl")) == 2
 
+    # Other generated clips (here: one fewer; likewise the filter turned on, or another setting): the
+    # augmented unit's training set changed, so it trains again; the original's did not: read back.
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(line for line in lines if '"g3"' not in line) + "\n")
+    third = compare_original_vs_augmented(cfg, dataset, manifest, progress=False)["models"]["Res18_LSTM"]
+    assert third["augmented"]["train_counts"] == [2, 0, 2, 0, 2, 0, 2]  # the disgust clip is gone
+    original_pt = next(p for p in stamps if "original" in p.name)
+    assert original_pt.stat().st_mtime_ns == stamps[original_pt]
+
 
 def test_protocol_summary_and_ckplus_zero_shot(tmp_path, dfew):
     run_dir = tmp_path / "run"

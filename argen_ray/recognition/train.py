@@ -1,13 +1,16 @@
 """Training and evaluation of one recognition baseline on one training set (DESIGN 2.4).
 
 `train_and_evaluate` is the unit of work: (model, fold, variant) -> scores on the test split.
-It is resumable at two levels: a finished unit is a row of `<out>/results.jsonl` and is never
-redone; an unfinished one restarts from its last finished epoch (`<name>.partial.pt`, saved
+It is resumable at two levels: a finished unit is a row of `<out>/results.jsonl` and is not
+redone while what it was trained and scored on is unchanged (`unit_inputs`: the model, the
+settings, and every clip's id, label and files); an unfinished one restarts from its last finished epoch (`<name>.partial.pt`, saved
 atomically after every epoch). The final weights go to `checkpoints/<name>.pt` for CK+
 zero-shot evaluation elsewhere.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from collections import Counter
@@ -22,6 +25,7 @@ from torch.utils.data import DataLoader
 from argen_ray.config.recognition import RecognitionConfig
 from argen_ray.data.labels import EMOTIONS
 from argen_ray.data.records import ClipRecord
+from argen_ray.data.video import VideoReadError, source_signature
 from argen_ray.io import JsonlStore, atomic_path
 from argen_ray.recognition.clips import ClipDataset
 from argen_ray.recognition.metrics import confusion_matrix, war_uar
@@ -239,6 +243,23 @@ def new_model(model_name: str, rc: RecognitionConfig) -> DFERBaseline:
                        pretrained=rc.pretrained.get(MODELS[model_name][0])).to(resolve_device(rc.device))
 
 
+def unit_inputs(model_name: str, train_records: list[ClipRecord], test_records: list[ClipRecord],
+                rc: RecognitionConfig, seed: int) -> str:
+    """A digest of what a unit's scores depend on. A finished unit is reused only when it matches,
+    so a rerun after the generated clips, the filter, the augmentation counts or a training setting
+    changed trains the unit again instead of reporting the old scores."""
+    def clips(records: list[ClipRecord]) -> list:
+        try:
+            return [(r.clip_id, r.label, source_signature(r.source)) for r in records]
+        except VideoReadError as exc:
+            raise RecognitionError(str(exc)) from None
+
+    weights = rc.pretrained.get(MODELS[model_name][0]) if model_name in MODELS else None  # unknown: new_model says so
+    key = {"model": model_name, "pretrained": None if weights is None else str(weights),
+           **_resume_key(train_records, rc, seed), "train": clips(train_records), "test": clips(test_records)}
+    return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()
+
+
 def train_and_evaluate(model_name: str, train_records: list[ClipRecord], test_records: list[ClipRecord],
                        rc: RecognitionConfig, out_dir: str | os.PathLike, *, fold: int | None, variant: str,
                        seed: int = 0, progress: bool = True) -> dict:
@@ -246,10 +267,11 @@ def train_and_evaluate(model_name: str, train_records: list[ClipRecord], test_re
     out_dir = Path(out_dir)
     name = unit_name(model_name, fold, variant, seed)
     store = JsonlStore(out_dir / "results.jsonl", key="unit")
-    if name in store:
-        return store.records[name]
     if not test_records:
         raise RecognitionError(f"{name}: the test split is empty")
+    inputs = unit_inputs(model_name, train_records, test_records, rc, seed)
+    if name in store and store.records[name].get("inputs") == inputs:
+        return store.records[name]
     torch.manual_seed(seed)
     model = new_model(model_name, rc)
     backbone = MODELS[model_name][0]
@@ -266,7 +288,7 @@ def train_and_evaluate(model_name: str, train_records: list[ClipRecord], test_re
     checkpoint = save_checkpoint(out_dir / "checkpoints" / f"{name}.pt", model, rc,
                                  {"fold": fold, "variant": variant, "seed": seed,
                                   "pretrained": None if weights is None else str(weights)})
-    row = {"unit": name, "model": model_name, "fold": fold, "variant": variant, "seed": seed,
+    row = {"unit": name, "inputs": inputs, "model": model_name, "fold": fold, "variant": variant, "seed": seed,
            **score(y_true, y_pred), "train_counts": [counts.get(i, 0) for i in range(NUM_CLASSES)],
            "history": history, "checkpoint": str(checkpoint),
            "pretrained": None if weights is None else str(weights)}
