@@ -60,10 +60,17 @@ def test_fixed_setting_writes_16_frame_videos_previews_and_manifest_then_resumes
     assert main(argv) == 0
     assert "2 clips already in" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")} == stamps
-    assert main(argv + ["--per-prompt", "2", "--set", "generator.num_frames=3"]) == 0
+    assert main(argv + ["--per-prompt", "2"]) == 0
     rows = read_jsonl(out / "manifest.jsonl")
     assert sorted(r["clip_id"] for r in rows) == ["id0_surprise_0", "id0_surprise_1", "id1_fear_0", "id1_fear_1"]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_0.mp4")} == stamps
+    # Another action (or policy, or generator setting): the clips are made again, and the manifest
+    # lists each clip once, with what made it; fewer clips asked for: the manifest lists only those.
+    assert main(argv[:-1] + ["3,2,1", "--set", "generator.num_frames=3"]) == 0
+    rows = read_jsonl(out / "manifest.jsonl")
+    assert sorted(r["clip_id"] for r in rows) == ["id0_surprise_0", "id1_fear_0"]
+    assert all(r["steps"] == 3 and r["num_frames"] == 3 for r in rows)
+    assert all(read_video(out / r["video"]).shape[0] == 3 for r in rows)
 
 
 def test_fixed_constant_guidance_is_ti2v_zeros_setting_and_scores_validity(tmp_path):

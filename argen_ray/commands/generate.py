@@ -11,6 +11,8 @@ written atomically and a manifest line only after its video, so a rerun skips fi
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -63,6 +65,11 @@ def parse_fixed(text: str) -> tuple[int, float | None, float | None, float | Non
     if len(parts) != 3 or steps < 1 or alpha <= 0 or beta <= 0:
         raise GenerateError(f"--fixed {text!r}: expected three values, T >= 1, alpha > 0, beta > 0")
     return steps, alpha, beta, None
+
+
+# Generator settings that place or batch the work but do not change a clip (the batched == separate
+# tests), and the sections a clip never reads: left out of a clip's request key.
+_PLACEMENT_SETTINGS = {"max_batch", "num_actors", "num_gpus", "num_cpus", "use_ray", "device", "action_space", "fit"}
 
 
 def clip_id(prompt_id: str, index: int) -> str:
@@ -164,7 +171,7 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
                    amounts: dict[str, int] | None = None) -> Path:
     """Generate `per_prompt` clips per prompts.jsonl row (or, with `amounts`, amounts[emotion]
     clips per class spread over its rows) with a policy's or fixed actions; returns the manifest
-    path. Clip k of a row uses seed row_seed + k. Finished clips are skipped."""
+    path. Clip k of a row uses seed row_seed + k. Finished clips of the same request and settings are skipped."""
     from tqdm.auto import tqdm
 
     from argen_ray.ard.generator import GenerationRequest
@@ -196,20 +203,34 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
         counts = clips_per_row([row.get("emotion") for row in rows], amounts)
     else:
         counts = [per_prompt] * len(rows)
-    todo = []
+    # A clip is reused only when it was made from the same request (prompt, reference image, steps,
+    # guidance curve, seed) with the same generator settings; the manifest then lists exactly the
+    # clips asked for now, so a changed policy, action or setting never leaves stale clips in it.
+    settings = cfg.generator.model_dump(mode="json", exclude=_PLACEMENT_SETTINGS)
+    todo, wanted = [], {}
     for row, image, (action, steps, alpha, beta, curve), count in zip(rows, images, chosen, counts):
+        image_digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
         for k in range(count):
             cid = clip_id(row["prompt_id"], k)
-            if cid in store and (out / f"{cid}.mp4").is_file():
-                continue
             seed = int(row.get("seed", cfg.seed)) + k
+            wanted[cid] = hashlib.sha256(json.dumps(
+                {"generator": settings, "prompt": row["prompt"], "image": image_digest, "steps": steps,
+                 "guidance": np.asarray(curve, float).round(6).tolist(), "seed": seed, "emotion": row.get("emotion"),
+                 "aus": row.get("aus") or {}, "scored": bool(score)}, sort_keys=True, default=str).encode()).hexdigest()
+            if cid in store and store.records[cid].get("request_key") == wanted[cid] and (out / f"{cid}.mp4").is_file():
+                continue
             todo.append((cid, row, GenerationRequest(
                 image=image, prompt=row["prompt"], steps=steps, guidance=curve, seed=seed,
                 emotion=row.get("emotion"), aus=row.get("aus") or {}, request_id=cid),
                 {"action": action, "steps": steps, "alpha": alpha, "beta": beta}))
-    done = sum(counts) - len(todo)
-    if done:
-        print(f"[argen-ray] {done} clips already in {out / 'manifest.jsonl'}: skipped")
+    keep = set(wanted) - {cid for cid, *_ in todo}
+    stale = [cid for cid in store.records if cid not in keep]
+    if stale:
+        store.retain(lambda r: r["clip_id"] in keep)
+        print(f"[argen-ray] {len(stale)} clips in {out / 'manifest.jsonl'} were made from other requests or "
+              f"settings (or are no longer asked for): made again or left out")
+    if keep:
+        print(f"[argen-ray] {len(keep)} clips already in {out / 'manifest.jsonl'}: skipped")
     chunk = cfg.generator.max_batch * parallel
     batches = [todo[start:start + chunk] for start in range(0, len(todo), chunk)]
     with tqdm(total=len(todo), desc="generating", unit="clip") as bar:
@@ -218,7 +239,7 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
             for (cid, row, request, chosen_action), result in zip(batch, results):
                 write_mp4(out / f"{cid}.mp4", result.frames, fps=cfg.generator.fps, lossless=cfg.generator.mp4_lossless)
                 write_gif(out / "previews" / f"{cid}.gif", result.frames, fps=cfg.generator.fps)
-                record = {"clip_id": cid, "video": f"{cid}.mp4", "preview": f"previews/{cid}.gif",
+                record = {"clip_id": cid, "request_key": wanted[cid], "video": f"{cid}.mp4", "preview": f"previews/{cid}.gif",
                           "prompt_id": row["prompt_id"], "prompt": row["prompt"], "emotion": row.get("emotion"),
                           "aus": row.get("aus") or {}, "image": manifest_image(row, prompts_path, out, cfg.run_dir),
                           "identity": row.get("identity_id"),
