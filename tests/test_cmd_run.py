@@ -84,6 +84,26 @@ def test_rerun_skips_finished_stages_and_from_redoes_the_later_ones(finished_run
     redone = json.loads((run_dir / "run.json").read_text())
     assert redone["stages"]["metrics"]["finished"] > before["stages"]["metrics"]["finished"]
 
+    # A changed setting redoes the first stage that reads it and every later one; earlier stages
+    # stay done, and the generate stage reuses its clips (their requests did not change).
+    changed = [*sets, "--set", "recognition.epochs=2"]
+    done = cli("run", "--config", "configs/local.yaml", "--no-progress", *changed)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "the settings stage generate reads changed" in done.stdout
+    assert "train: done in an earlier run" in done.stdout and "stage 4/7: generate" in done.stdout
+    assert "clips already in" in done.stdout and "made again" not in done.stdout
+    again = json.loads((run_dir / "run.json").read_text())
+    assert again["stages"]["train"] == before["stages"]["train"]
+    assert all(len(row["history"]) == 2 for row in _units(run_dir))  # every unit trained anew, 2 epochs
+
+
+def _units(run_dir):
+    units = {}
+    for line in (run_dir / "recognition" / "results.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        units[row["unit"]] = row  # the last row of a unit is its current one
+    return list(units.values())
+
 
 def test_a_broken_run_state_is_a_clear_error(tmp_path):
     run_dir = tmp_path / "run"

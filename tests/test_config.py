@@ -114,3 +114,22 @@ def test_presence_au_backend_refuses_intensity_scales():
         load_config(None, ["reward.au_backend=py-feat"])
     cfg = load_config(None, ["reward.au_backend=py-feat", "reward.rc_au_scale=1", "reward.au_max=3"])
     assert cfg.reward.au_max == 3
+
+
+def test_result_settings_leave_out_placement_and_keep_everything_results_depend_on():
+    """What a rerun compares to decide whether a stored result is still valid: scaling the work
+    out (actors, GPUs, worker processes, progress bars) keeps it, a setting that changes results
+    does not, at any depth."""
+    base = load_config(ROOT / "configs" / "local.yaml")
+    placed = load_config(ROOT / "configs" / "local.yaml", ["generator.num_actors=4", "generator.max_batch=8",
+                                                          "train.num_learners=2", "train.progress=false",
+                                                          "recognition.processes=4", "data.demo.workers=8",
+                                                          "reward.num_scorers=6", "asi.vlm.num_gpus=1"])
+    for section in ("data", "asi", "generator", "reward", "train", "recognition"):
+        assert getattr(placed, section).result_settings() == getattr(base, section).result_settings(), section
+    for override, section in (("generator.w_max=9", "generator"), ("generator.action_space.steps=[5]", "generator"),
+                              ("data.demo.num_identities=20", "data"), ("recognition.augment.gamma=0.5", "recognition"),
+                              ("reward.w_c=0", "reward"), ("train.lr=0.1", "train")):
+        other = load_config(ROOT / "configs" / "local.yaml", [override])
+        assert getattr(other, section).result_settings() != getattr(base, section).result_settings(), override
+    json.dumps(base.result_settings())  # plain JSON types

@@ -65,11 +65,14 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_
     with sqlite3.connect(run_dir / "mlflow.db") as db:  # MLflow only holds what a checkpoint holds
         assert {s for (s,) in db.execute("select distinct step from metrics where key='score'")} == {1, 2}
 
-    try:
-        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
-    finally:
-        _kill_leftovers(temp)
-        shutil.rmtree(temp, ignore_errors=True)
+    def run_to_the_end(argv: list[str]) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
+        finally:
+            _kill_leftovers(temp)
+            shutil.rmtree(temp, ignore_errors=True)
+
+    second = run_to_the_end(command)
     assert second.returncode == 0, second.stderr[-4000:]
     found = re.search(r"resumed after iteration (\d+)", second.stdout)
     assert found and int(found.group(1)) == 2, second.stdout[-2000:]  # the newest complete checkpoint
@@ -115,6 +118,16 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path_factory, tmp_
         assert list((run_dir / "mlartifacts").rglob(artifact)), artifact
     evaluation = json.loads((run_dir / "policy" / "eval.json").read_text())
     assert evaluation["num_states"] == 2 and {"score", "nfe", "steps"} <= set(evaluation["policy"])
+
+    # Other reward weights: the checkpoints were trained for another objective, so training starts
+    # over (here for 1 iteration) and they are moved aside, not resumed from or deleted.
+    third = run_to_the_end(command + ["--set", "reward.w_q=0.5", "--set", "train.iterations=1"])
+    assert third.returncode == 0, third.stderr[-4000:]
+    assert "resumed after iteration" not in third.stdout and "training starts over" in third.stdout
+    assert iterations_in_history() == [1]
+    aside = list((run_dir / "policy").glob("checkpoints.replaced-*"))
+    assert len(aside) == 1 and (aside[0] / "iter_000004").is_dir()
+    assert sorted(p.name for p in checkpoints.glob("iter_*")) == ["iter_000001"]
 
 
 def test_train_names_what_is_missing_instead_of_a_traceback(tmp_path_factory, tmp_path):

@@ -26,6 +26,7 @@ argen_state.json), `policy.pt`, `history.jsonl` (one line per iteration), `candi
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -42,6 +43,7 @@ from argen_ray.ard.evaluation import EvalResult, evaluate_policy, evaluation_bas
 from argen_ray.ard.policy import HEADS, POLICY_FILE, PolicyHandle, export_policy
 from argen_ray.ard.states import StateSet, build_state_encoder, load_states
 from argen_ray.config import Config
+from argen_ray.config.train import TrainConfig
 from argen_ray.errors import ArgenError
 from argen_ray.io import JsonlStore, atomic_write_json
 
@@ -181,8 +183,9 @@ class PolicyTrainer:
     """One training run of ARD's policy; rerunning with the same config resumes it."""
 
     def __init__(self, cfg: Config, prompts_path: str | os.PathLike | None = None,
-                 states_cache: str | os.PathLike | None = None):
+                 states_cache: str | os.PathLike | None = None, fresh: bool = False):
         self.cfg = cfg
+        self.fresh = fresh  # start over even where the checkpoints were made with this config
         self.states_cache = Path(states_cache) if states_cache else None
         self.prompts_path = Path(prompts_path or cfg.path("prompts", "prompts.jsonl"))
         if not self.prompts_path.is_file():
@@ -223,12 +226,33 @@ class PolicyTrainer:
         except json.JSONDecodeError as exc:
             raise TrainingError(f"{done[-1] / CHECKPOINT_MARKER}: unreadable ({exc.msg}); delete that folder") from None
 
+    def training_fingerprint(self) -> str:
+        """What the checkpoints' training depended on: the seed, the generator, reward and training
+        settings (placement and evaluation fields aside) and the prompts."""
+        # Raising `iterations` continues the same training (its entropy schedule stretches from there).
+        train = {k: v for k, v in self.cfg.train.result_settings().items()
+                 if k not in TrainConfig.EVALUATION and k != "iterations"}
+        key = {"seed": self.cfg.seed, "generator": self.cfg.generator.result_settings(),
+               "reward": self.cfg.reward.result_settings(), "train": train,
+               "prompts": hashlib.sha256(self.prompts_path.read_bytes()).hexdigest()}
+        text = json.dumps(key, sort_keys=True, default=str).replace(str(Path(self.cfg.run_dir)), "<run_dir>")
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def restore(self) -> int:
-        """Resume from the latest checkpoint; returns the iterations already done (0 if none)."""
+        """Resume from the latest checkpoint; returns the iterations already done (0 if none).
+        Checkpoints made under other training settings or prompts (or all, with `fresh`) are moved
+        aside to `checkpoints.replaced-<time>/`, never resumed from, and training starts over."""
         found = self.latest_checkpoint()
         if found is None:
             return 0
         path, state = found
+        if self.fresh or state.get("fingerprint") != self.training_fingerprint():
+            aside = self.policy_dir / f"checkpoints.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            os.rename(self.checkpoint_dir, aside)
+            why = "asked to start over" if self.fresh else "made with other training settings or prompts"
+            print(f"[argen-ray] the policy checkpoints in {self.checkpoint_dir} were {why}: moved to {aside}; "
+                  f"training starts over")
+            return 0
         try:
             self.algo.restore_from_path(str(path.resolve()))
         except Exception as exc:
@@ -246,7 +270,7 @@ class PolicyTrainer:
         self.algo.save_to_path(str(tmp.resolve()))
         self.export(tmp / POLICY_FILE, iteration)
         atomic_write_json(tmp / CHECKPOINT_MARKER, {"iteration": iteration, "mlflow_run_id": self._mlflow_run_id,
-                                                    "time": time.time()})
+                                                    "time": time.time(), "fingerprint": self.training_fingerprint()})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         shutil.copy2(final / POLICY_FILE, self.policy_dir / f".{POLICY_FILE}.tmp")

@@ -67,11 +67,6 @@ def parse_fixed(text: str) -> tuple[int, float | None, float | None, float | Non
     return steps, alpha, beta, None
 
 
-# Generator settings that place or batch the work but do not change a clip (the batched == separate
-# tests), and the sections a clip never reads: left out of a clip's request key.
-_PLACEMENT_SETTINGS = {"max_batch", "num_actors", "num_gpus", "num_cpus", "use_ray", "device", "action_space", "fit"}
-
-
 def clip_id(prompt_id: str, index: int) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', str(prompt_id))}_{index}"
 
@@ -206,7 +201,7 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
     # A clip is reused only when it was made from the same request (prompt, reference image, steps,
     # guidance curve, seed) with the same generator settings; the manifest then lists exactly the
     # clips asked for now, so a changed policy, action or setting never leaves stale clips in it.
-    settings = cfg.generator.model_dump(mode="json", exclude=_PLACEMENT_SETTINGS)
+    settings = {k: v for k, v in cfg.generator.result_settings().items() if k != "action_space"}  # a clip's own action counts
     todo, wanted = [], {}
     for row, image, (action, steps, alpha, beta, curve), count in zip(rows, images, chosen, counts):
         image_digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()

@@ -3,12 +3,16 @@ generation of scarce-class clips -> recognition original vs augmented -> generat
 HTML report, under one MLflow parent run.
 
 Each stage writes its outputs under the run directory and is recorded in `<run_dir>/run.json`
-when it finishes; rerunning the command skips finished stages (and every stage resumes its own
-partial work), `--from STAGE` redoes a stage and the ones after it.
+when it finishes, with a fingerprint of the settings it read; rerunning the command skips
+finished stages whose settings are unchanged (and every stage resumes its own partial work where
+its inputs are unchanged), redoes the first stage whose settings changed and the ones after it, and
+`--from STAGE` redoes a stage and the ones after it (`--from train` trains the policy anew).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -16,6 +20,10 @@ from argen_ray.commands import add_config_arguments, config_from_args
 from argen_ray.errors import ArgenError
 
 STAGES = ("data", "prompts", "train", "generate", "recognition", "metrics", "report")
+# The config sections each stage reads beyond the earlier stages' (placement fields aside:
+# `Section.result_settings`). The generation amounts come from `recognition.augment`.
+STAGE_SECTIONS = {"data": ("seed", "data"), "prompts": ("asi",), "train": ("generator", "reward", "train"),
+                  "generate": ("recognition",), "recognition": (), "metrics": (), "report": ()}
 # Stages that leave a core idle for the background I3D features of the real clips (and the data
 # stage's dynamics, once the dataset exists).
 PREFETCH_DURING = ("prompts", "train", "generate", "recognition")
@@ -28,8 +36,23 @@ class RunError(ArgenError, RuntimeError):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--from", dest="from_stage", choices=STAGES, default=None,
-                        help="redo this stage and every later one (default: only stages not finished yet)")
+                        help="redo this stage and every later one (default: the stages not finished yet or whose settings changed)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def stage_fingerprints(cfg) -> dict[str, str]:
+    """{stage: digest of the settings it and every earlier stage read}: a changed setting changes
+    the fingerprint of the stage that reads it and of every later one. Paths inside the run
+    directory count relative to it, so a moved run directory keeps its fingerprints."""
+    digest, out = hashlib.sha256(), {}
+    for stage in STAGES:
+        for section in STAGE_SECTIONS[stage]:
+            value = getattr(cfg, section)
+            settings = value.result_settings() if hasattr(value, "result_settings") else value
+            text = json.dumps([section, settings], sort_keys=True, default=str)
+            digest.update(text.replace(str(Path(cfg.run_dir)), "<run_dir>").encode())
+        out[stage] = digest.hexdigest()
+    return out
 
 
 class EndToEndRun:
@@ -37,6 +60,7 @@ class EndToEndRun:
 
     def __init__(self, cfg, progress: bool = True):
         self.cfg, self.progress = cfg, progress
+        self.fresh_training = False
         self.state_path = cfg.path("run.json")
         self.state = self._read_state()
         self._dataset = None
@@ -137,7 +161,7 @@ class EndToEndRun:
     def stage_train(self) -> dict:
         from argen_ray.ard.training import PolicyTrainer
 
-        trainer = PolicyTrainer(self.cfg)
+        trainer = PolicyTrainer(self.cfg, fresh=self.fresh_training)
         try:
             summary = trainer.run(evaluate=True)
         finally:
@@ -202,6 +226,14 @@ class EndToEndRun:
 
         console = Console()
         redo = set(STAGES[STAGES.index(from_stage):]) if from_stage else set()
+        self.fresh_training = "train" in redo  # `--from train` (or earlier) trains anew
+        prints = stage_fingerprints(self.cfg)
+        changed = next((name for name in STAGES if name in self.state["stages"] and name not in redo
+                        and self.state["stages"][name].get("fingerprint") != prints[name]), None)
+        if changed is not None:
+            console.print(f"[argen-ray] the settings stage {changed} reads changed since it ran (or it ran before "
+                          f"run.json recorded them): redoing it and every later stage")
+            redo |= set(STAGES[STAGES.index(changed):])
         for name in redo | {"report"}:  # the report always reflects the latest state
             self.state["stages"].pop(name, None)
         with _parent_run(self.cfg, self.state, self._save_state) as mlflow:
@@ -216,7 +248,8 @@ class EndToEndRun:
                     start = time.perf_counter()
                     result = getattr(self, f"stage_{name}")()
                     seconds = time.perf_counter() - start
-                    self.state["stages"][name] = {"seconds": round(seconds, 1), "finished": time.time(), "result": result}
+                    self.state["stages"][name] = {"seconds": round(seconds, 1), "finished": time.time(),
+                                                  "fingerprint": prints[name], "result": result}
                     self._save_state()
                     if mlflow:
                         _log_stage(mlflow, name, seconds, result)

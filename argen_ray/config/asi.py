@@ -25,6 +25,7 @@ class IdentityConfig(Section):
 
 
 class VLMConfig(Section):
+    PLACEMENT = frozenset({"batch_size", "num_gpus", "max_model_len", "gpu_memory_utilization", "use_ray", "runtime_env"})
     # Registered backend name: "template", "transformers", "vllm".
     backend: str = "template"
     # transformers: a local Qwen2.5-VL folder, a hub id already in the HF cache, or "tiny"

@@ -10,6 +10,7 @@ from argen_ray.config.base import Section
 
 
 class DemoDataConfig(Section):
+    PLACEMENT = frozenset({"workers"})
     seed: int = Field(default=0, ge=0)
     # At least 5: the 5 folds are split by identity.
     num_identities: int = Field(default=12, ge=5)

@@ -129,6 +129,8 @@ class FitConfig(Section):
 
 
 class GeneratorConfig(Section):
+    # `fit` is read by fit-generator alone; the model it made is `model`
+    PLACEMENT = frozenset({"max_batch", "num_actors", "num_gpus", "num_cpus", "use_ray", "device", "fit"})
     # Registered backend name: "ti2v" (diffusion) or "warp" (CPU landmark warping).
     backend: str = "warp"
     # Local folder or hub id of a ModelScope-layout text-to-video model; "tiny" builds and

@@ -29,6 +29,7 @@ class AugmentConfig(Section):
 
 
 class RecognitionConfig(Section):
+    PLACEMENT = frozenset({"device", "num_workers", "processes"})
     # Baselines to train: Res18_LSTM, Res18_Transformer, VGG13_LSTM, VGG13_Transformer.
     models: list[str] = Field(default_factory=lambda: ["Res18_LSTM"])
     # From random weights the demo dataset needs ~25 epochs: at 6 a Res18_LSTM is still at chance

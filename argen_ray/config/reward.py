@@ -15,6 +15,7 @@ MAX_PRESENCE_DISTANCE = math.sqrt(17)
 
 
 class RewardConfig(Section):
+    PLACEMENT = frozenset({"num_scorers", "scorer_num_cpus", "scorer_max_rescores", "scorer_runtime_env"})
     # S = w_t R_t + w_q R_q + w_f R_f + w_e R_e + w_c R_c (Tune sweeps these).
     w_t: float = Field(0.25, ge=0)
     w_q: float = Field(0.25, ge=0)

@@ -4,7 +4,7 @@ The group rule's G, k and delta and the reward weights live in the `reward` sect
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -12,6 +12,11 @@ from argen_ray.config.base import Section
 
 
 class TrainConfig(Section):
+    PLACEMENT = frozenset({"progress", "checkpoint_every", "keep_checkpoints", "num_env_runners", "env_runner_num_cpus", "num_learners", "learner_num_gpus", "actor_retries", "actor_timeout_s"})
+    # Fields the held-out evaluation reads and training does not: a finished policy is evaluated
+    # again under new values instead of trained again.
+    EVALUATION: ClassVar[frozenset[str]] = frozenset({"eval_states", "eval_seeds", "oracle_max_actions",
+                                                      "ti2v_zero_resample", "objective", "nfe_cost"})
     iterations: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)      # B states (groups of G candidates) per update
     # Adam. Measured on tests/test_ard_bandit.py (4 state types, B=16, G=4, 30 iterations, greedy
