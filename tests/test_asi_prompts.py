@@ -95,6 +95,11 @@ def test_rerun_resumes_without_redoing(tmp_path, demo_root):
     rows = read_jsonl(path)
     assert [json.dumps(r) for r in rows[:len(first)]] == [json.dumps(json.loads(x)) for x in first]
     assert {r["emotion"] for r in rows[len(first):]} == {"surprise"} and len(rows) == 2 * len(first)
+    # other ASI settings: every prompt is made again under them, each listed once
+    assert prompts_cli(tmp_path, demo_root, "--set", "asi.emotions=[fear,surprise]", "--set", "asi.top_k=2") == 0
+    again = read_jsonl(path)
+    assert len(again) == len(rows) and {r["prompt_id"] for r in again} == {r["prompt_id"] for r in rows}
+    assert all(len(r["descriptions"]) == 2 for r in again) and all(len(r["descriptions"]) == 3 for r in rows)
 
 
 def test_bad_emotion_is_a_clear_error(tmp_path, demo_root, capsys):

@@ -232,11 +232,8 @@ class PolicyTrainer:
         # Raising `iterations` continues the same training (its entropy schedule stretches from there).
         train = {k: v for k, v in self.cfg.train.result_settings().items()
                  if k not in TrainConfig.EVALUATION and k != "iterations"}
-        key = {"seed": self.cfg.seed, "generator": self.cfg.generator.result_settings(),
-               "reward": self.cfg.reward.result_settings(), "train": train,
-               "prompts": hashlib.sha256(self.prompts_path.read_bytes()).hexdigest()}
-        text = json.dumps(key, sort_keys=True, default=str).replace(str(Path(self.cfg.run_dir)), "<run_dir>")
-        return hashlib.sha256(text.encode()).hexdigest()
+        return self.cfg.settings_digest("seed", "generator", "reward", train=train,
+                                        prompts=hashlib.sha256(self.prompts_path.read_bytes()).hexdigest())
 
     def restore(self) -> int:
         """Resume from the latest checkpoint; returns the iterations already done (0 if none).

@@ -2,8 +2,8 @@
 
 scarce emotions -> identity frames of neutral training clips -> per identity x emotion: retrieve
 k knowledge-base candidates -> VLM fusion (batched) -> hallucination filter -> one JSONL line.
-Outputs under `<run_dir>/prompts/`: `prompts.jsonl` (resumable: finished prompts are skipped on
-rerun), `identities/<identity>.png`, `identity_rejections.jsonl`, `summary.json` and
+Outputs under `<run_dir>/prompts/`: `prompts.jsonl` (resumable: finished prompts made under the
+same settings are skipped on rerun), `identities/<identity>.png`, `identity_rejections.jsonl`, `summary.json` and
 `overview.png` (identity frames; asserted vs dropped actions per emotion), all written atomically.
 """
 from __future__ import annotations
@@ -156,6 +156,10 @@ class PromptStage:
         self.cfg, self.kb, self.retriever, self.progress = cfg, kb, retriever, progress
         self.filter = HallucinationFilter(kb)
         self.out = prompts_dir(cfg)
+        # Recorded with every prompt: a prompt is kept on a rerun only under the same settings. The
+        # emotion list is left out: each emotion's prompts are made independently of the others.
+        asi = {k: v for k, v in cfg.asi.result_settings().items() if k != "emotions"}
+        self.settings_key = cfg.settings_digest("seed", "data", asi=asi)
 
     def select(self, dataset: Dataset) -> IdentitySelection:
         from argen_ray.asi.au import get_au_estimator
@@ -237,7 +241,7 @@ class PromptStage:
             "asserted_aus": result.asserted, "kept_aus": result.kept, "dropped_aus": result.dropped,
             "hallucination_rate": result.hallucination_rate, "fell_back": result.fell_back,
             "backend": vlm.backend, "model": None if vlm.backend == "template" else vlm.model,
-            "seed": item.request.seed,
+            "seed": item.request.seed, "settings_key": self.settings_key,
         }
         return rec, result
 
@@ -248,10 +252,11 @@ class PromptStage:
         if not emotions:
             raise PromptStageError("no target emotions: the dataset has no scarce class and asi.emotions is not set")
         store = JsonlStore(self.out / "prompts.jsonl", key="prompt_id")
-        others = sorted({r.get("backend") for r in store} - {self.cfg.asi.vlm.backend})
-        if others:  # resuming keeps finished prompts; say so when they came from another backend
-            print(f"[argen-ray] note: {store.path} already holds prompts from backend(s) {others}; they are "
-                  "kept (delete the file to regenerate them with the current backend)")
+        stale = [r for r in store if r.get("settings_key") != self.settings_key]
+        if stale:  # resuming keeps only the prompts made under these settings
+            store.retain(lambda r: r.get("settings_key") == self.settings_key)
+            print(f"[argen-ray] {len(stale)} prompts in {store.path} were made under other data or ASI settings "
+                  f"(backend, model, knowledge base, retrieval, seed): made again")
         selection = self.select(dataset)
         images = save_identity_images(selection, self.out)
         vectors = self.intensity_vectors(dataset, emotions)

@@ -11,8 +11,6 @@ its inputs are unchanged), redoes the first stage whose settings changed and the
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -42,16 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def stage_fingerprints(cfg) -> dict[str, str]:
     """{stage: digest of the settings it and every earlier stage read}: a changed setting changes
-    the fingerprint of the stage that reads it and of every later one. Paths inside the run
-    directory count relative to it, so a moved run directory keeps its fingerprints."""
-    digest, out = hashlib.sha256(), {}
+    the fingerprint of the stage that reads it and of every later one."""
+    out, sections = {}, []
     for stage in STAGES:
-        for section in STAGE_SECTIONS[stage]:
-            value = getattr(cfg, section)
-            settings = value.result_settings() if hasattr(value, "result_settings") else value
-            text = json.dumps([section, settings], sort_keys=True, default=str)
-            digest.update(text.replace(str(Path(cfg.run_dir)), "<run_dir>").encode())
-        out[stage] = digest.hexdigest()
+        sections += STAGE_SECTIONS[stage]
+        out[stage] = cfg.settings_digest(*sections)
     return out
 
 

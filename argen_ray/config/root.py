@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from argen_ray.errors import ArgenError
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,15 @@ class Config(Section):
     def path(self, *parts: str) -> Path:
         """A path inside the run directory."""
         return Path(self.run_dir).joinpath(*parts)
+
+    def settings_digest(self, *sections: str, **extra: Any) -> str:
+        """sha256 of the named sections' `result_settings` (and of `extra`), paths inside the run
+        directory written relative to it (a moved run keeps its digests): what a stored result
+        records, so a rerun can tell whether the settings it was made under still hold."""
+        parts = {name: (value.result_settings() if isinstance(value, Section) else value)
+                 for name in sections for value in [getattr(self, name)]}
+        text = json.dumps({**parts, **extra}, sort_keys=True, default=str)
+        return hashlib.sha256(text.replace(str(Path(self.run_dir)), "<run_dir>").encode()).hexdigest()
 
 
 def _parse_override(text: str, source: str) -> tuple[list[str], Any]:
