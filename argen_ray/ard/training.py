@@ -33,6 +33,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -226,9 +227,10 @@ class PolicyTrainer:
         except json.JSONDecodeError as exc:
             raise TrainingError(f"{done[-1] / CHECKPOINT_MARKER}: unreadable ({exc.msg}); delete that folder") from None
 
+    @cached_property
     def training_fingerprint(self) -> str:
         """What the checkpoints' training depended on: the seed, the generator, reward and training
-        settings (placement and evaluation fields aside) and the prompts."""
+        settings (placement and evaluation fields aside) and the prompts (fixed for the run)."""
         # Raising `iterations` continues the same training (its entropy schedule stretches from there).
         train = {k: v for k, v in self.cfg.train.result_settings().items()
                  if k not in TrainConfig.EVALUATION and k != "iterations"}
@@ -243,7 +245,7 @@ class PolicyTrainer:
         if found is None:
             return 0
         path, state = found
-        if self.fresh or state.get("fingerprint") != self.training_fingerprint():
+        if self.fresh or state.get("fingerprint") != self.training_fingerprint:
             aside = self.policy_dir / f"checkpoints.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
             os.rename(self.checkpoint_dir, aside)
             why = "asked to start over" if self.fresh else "made with other training settings or prompts"
@@ -267,7 +269,7 @@ class PolicyTrainer:
         self.algo.save_to_path(str(tmp.resolve()))
         self.export(tmp / POLICY_FILE, iteration)
         atomic_write_json(tmp / CHECKPOINT_MARKER, {"iteration": iteration, "mlflow_run_id": self._mlflow_run_id,
-                                                    "time": time.time(), "fingerprint": self.training_fingerprint()})
+                                                    "time": time.time(), "fingerprint": self.training_fingerprint})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         shutil.copy2(final / POLICY_FILE, self.policy_dir / f".{POLICY_FILE}.tmp")

@@ -3,8 +3,9 @@
 scarce emotions -> identity frames of neutral training clips -> per identity x emotion: retrieve
 k knowledge-base candidates -> VLM fusion (batched) -> hallucination filter -> one JSONL line.
 Outputs under `<run_dir>/prompts/`: `prompts.jsonl` (resumable: finished prompts made under the
-same settings are skipped on rerun), `identities/<identity>.png`, `identity_rejections.jsonl`, `summary.json` and
-`overview.png` (identity frames; asserted vs dropped actions per emotion), all written atomically.
+same settings are skipped on rerun), `identities/<identity>.png`, `identity_rejections.jsonl`,
+`summary.json` and `overview.png` (identity frames; asserted vs dropped actions per emotion), all
+written atomically.
 """
 from __future__ import annotations
 

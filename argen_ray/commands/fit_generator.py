@@ -2,8 +2,9 @@
 
 Settings come from the config's `generator.fit` section (flags override them). The model is
 saved with `save_pretrained` in the ModelScope folder layout to `generator.fit.out` (default
-`$ARGEN_RAY_CACHE/miniature-t2v-vN`, N = the shipped version, where `generator.model: miniature` finds it); checkpoints
-and sample GIFs go to `<out>.work/`, and a rerun resumes from the last checkpoint.
+`$ARGEN_RAY_CACHE/miniature-t2v-vN`, N = the shipped version, where `generator.model: miniature`
+finds it); checkpoints and sample GIFs go to `<out>.work/`, and a rerun resumes from the last
+checkpoint.
 """
 from __future__ import annotations
 

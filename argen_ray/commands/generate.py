@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
 from pathlib import Path
 
@@ -208,10 +207,10 @@ def generate_clips(cfg, prompts_path: str | Path | None = None, out: str | Path 
         for k in range(count):
             cid = clip_id(row["prompt_id"], k)
             seed = int(row.get("seed", cfg.seed)) + k
-            wanted[cid] = hashlib.sha256(json.dumps(
-                {"generator": settings, "prompt": row["prompt"], "image": image_digest, "steps": steps,
-                 "guidance": np.asarray(curve, float).round(6).tolist(), "seed": seed, "emotion": row.get("emotion"),
-                 "aus": row.get("aus") or {}, "scored": bool(score)}, sort_keys=True, default=str).encode()).hexdigest()
+            wanted[cid] = cfg.settings_digest(
+                generator=settings, prompt=row["prompt"], image=image_digest, steps=steps,
+                guidance=np.asarray(curve, float).round(6).tolist(), seed=seed, emotion=row.get("emotion"),
+                aus=row.get("aus") or {}, scored=bool(score))
             if cid in store and store.records[cid].get("request_key") == wanted[cid] and (out / f"{cid}.mp4").is_file():
                 continue
             todo.append((cid, row, GenerationRequest(

@@ -12,7 +12,8 @@ from argen_ray.config.base import Section
 
 
 class TrainConfig(Section):
-    PLACEMENT = frozenset({"progress", "checkpoint_every", "keep_checkpoints", "num_env_runners", "env_runner_num_cpus", "num_learners", "learner_num_gpus", "actor_retries", "actor_timeout_s"})
+    PLACEMENT = frozenset({"progress", "checkpoint_every", "keep_checkpoints", "num_env_runners", "env_runner_num_cpus",
+                           "num_learners", "learner_num_gpus", "actor_retries", "actor_timeout_s"})
     # Fields the held-out evaluation reads and training does not: a finished policy is evaluated
     # again under new values instead of trained again.
     EVALUATION: ClassVar[frozenset[str]] = frozenset({"eval_states", "eval_seeds", "oracle_max_actions",

@@ -3,8 +3,8 @@
 `train_and_evaluate` is the unit of work: (model, fold, variant) -> scores on the test split.
 It is resumable at two levels: a finished unit is a row of `<out>/results.jsonl` and is not
 redone while what it was trained and scored on is unchanged (`unit_inputs`: the model, the
-settings, and every clip's id, label and files); an unfinished one restarts from its last finished epoch (`<name>.partial.pt`, saved
-atomically after every epoch). The final weights go to `checkpoints/<name>.pt` for CK+
+settings, and every clip's id, label and files); an unfinished one restarts from its last
+finished epoch (`<name>.partial.pt`, saved atomically after every epoch). The final weights go to `checkpoints/<name>.pt` for CK+
 zero-shot evaluation elsewhere.
 """
 from __future__ import annotations
